@@ -1,0 +1,60 @@
+//! Rondo's example application: a basket shop plus the benchmark routes.
+//!
+//! Run with `cargo run -p example-app` (reads `config.ini` from the current directory), or
+//! `cargo run -p example-app -- --config path/to/config.ini`.
+
+use std::process::ExitCode;
+
+use rondo::config::LogFormat;
+use rondo::ConfigLoader;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("example-app: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), example_app::BuildError> {
+    let path = config_path()?;
+    let config = ConfigLoader::new().section("example").load(&path)?;
+    init_logging(&config.app.log_level, config.app.log_format)?;
+    let listener = rondo::bind(&config.http).await?;
+    let app = example_app::build(config).await?;
+    rondo::serve(listener, app, rondo::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `--config FILE` (or `--config=FILE`), default `config.ini`.
+fn config_path() -> Result<String, String> {
+    let mut args = std::env::args().skip(1);
+    let mut path = String::from("config.ini");
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            path = args.next().ok_or("--config needs a file name")?;
+        } else if let Some(value) = arg.strip_prefix("--config=") {
+            path = value.to_owned();
+        } else if arg == "--help" || arg == "-h" {
+            println!("usage: example-app [--config FILE]   (default: config.ini)");
+            std::process::exit(0);
+        } else {
+            return Err(format!("unknown argument {arg:?} (usage: example-app [--config FILE])"));
+        }
+    }
+    Ok(path)
+}
+
+fn init_logging(level: &str, format: LogFormat) -> Result<(), example_app::BuildError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}

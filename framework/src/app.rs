@@ -1,0 +1,268 @@
+//! The application: routes, singletons (state), middleware and shutdown hooks, built once at
+//! start-up and shared by every connection task through a cheap [`AppContext`] handle.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use http::{Method, StatusCode};
+
+use crate::config::{Config, HttpConfig};
+use crate::handler::{self, BoxFuture, Handler};
+use crate::middleware::{Middleware, Next};
+use crate::respond::{ErrorPage, RequestHead, Responder};
+use crate::routing::{Found, RouteError, Router};
+use crate::{Request, Response};
+
+/// Request limits the extractors and the server enforce, from `[http]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body an extractor reads (`[http] max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// Longest a controller may take before the client gets 503 (`[http] request_timeout`).
+    pub request_timeout: Duration,
+}
+
+impl From<&HttpConfig> for Limits {
+    fn from(http: &HttpConfig) -> Self {
+        Self { max_body_bytes: http.max_body_bytes, request_timeout: http.request_timeout }
+    }
+}
+
+/// An async hook run during graceful shutdown, after connections have drained.
+type ShutdownHook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// Builds an application.
+///
+/// # Examples
+///
+/// ```
+/// use rondo::{App, Config, Path};
+///
+/// async fn hello(Path(name): Path<String>) -> String {
+///     format!("hello, {name}")
+/// }
+///
+/// let app = App::new(Config::default())
+///     .get("/", || async { "home" })
+///     .get("/hello/{name}", hello);
+/// ```
+pub struct App {
+    config: Arc<Config>,
+    router: Router,
+    state: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    shutdown_hooks: Vec<ShutdownHook>,
+}
+
+impl App {
+    /// A new application configured by `config`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config: Arc::new(config),
+            router: Router::default(),
+            state: HashMap::new(),
+            middleware: Vec::new(),
+            shutdown_hooks: Vec::new(),
+        }
+    }
+
+    /// The configuration the app was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Adds a route, or says why it cannot be added.
+    ///
+    /// # Errors
+    ///
+    /// A pattern that `matchit` rejects, that conflicts with another one, or a second
+    /// handler for the same method and pattern.
+    pub fn try_route<H: Handler<Args>, Args>(
+        mut self,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Result<Self, RouteError> {
+        self.router.add(method, pattern, handler::boxed(handler))?;
+        Ok(self)
+    }
+
+    /// Adds a route.
+    ///
+    /// # Panics
+    ///
+    /// On an invalid or duplicate route, like [`App::try_route`]'s errors: routes are fixed
+    /// at start-up, so this is a programming error, reported before the server listens.
+    pub fn route<H: Handler<Args>, Args>(self, method: Method, pattern: &str, handler: H) -> Self {
+        match self.try_route(method, pattern, handler) {
+            Ok(app) => app,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// Adds a GET route (which also answers HEAD).
+    pub fn get<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
+        self.route(Method::GET, pattern, handler)
+    }
+
+    /// Adds a POST route.
+    pub fn post<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
+        self.route(Method::POST, pattern, handler)
+    }
+
+    /// Adds a PUT route.
+    pub fn put<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
+        self.route(Method::PUT, pattern, handler)
+    }
+
+    /// Adds a PATCH route.
+    pub fn patch<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
+        self.route(Method::PATCH, pattern, handler)
+    }
+
+    /// Adds a DELETE route.
+    pub fn delete<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
+        self.route(Method::DELETE, pattern, handler)
+    }
+
+    /// Registers a singleton that controllers receive as [`crate::State<T>`]. One value per
+    /// type; a second registration replaces the first.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(TypeId::of::<T>(), Box::new(value));
+        self
+    }
+
+    /// Adds a middleware; the first added is the outermost.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Runs `hook` during graceful shutdown, after in-flight requests finished (flushing
+    /// pending session commits, for one). Hooks run in registration order within the
+    /// shutdown deadline.
+    pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.shutdown_hooks.push(Box::new(move || Box::pin(hook())));
+        self
+    }
+
+    /// Finishes building: the handle every connection task shares.
+    pub fn into_context(self) -> (AppContext, ShutdownHooks) {
+        let limits = Limits::from(&self.config.http);
+        let inner = AppInner {
+            config: self.config,
+            router: self.router,
+            state: self.state,
+            middleware: self.middleware,
+            limits,
+        };
+        (AppContext(Arc::new(inner)), ShutdownHooks(self.shutdown_hooks))
+    }
+}
+
+/// The hooks registered with [`App::on_shutdown`], run by the server after it drained.
+pub struct ShutdownHooks(Vec<ShutdownHook>);
+
+impl ShutdownHooks {
+    /// Runs every hook in order.
+    pub async fn run(self) {
+        for hook in self.0 {
+            hook().await;
+        }
+    }
+}
+
+struct AppInner {
+    config: Arc<Config>,
+    router: Router,
+    state: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    limits: Limits,
+}
+
+/// A shared handle to the built application; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppContext(Arc<AppInner>);
+
+impl AppContext {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// A clone of the singleton of type `T`, if registered.
+    pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.0.state.get(&TypeId::of::<T>())?.downcast_ref::<T>().cloned()
+    }
+
+    pub(crate) fn middleware(&self) -> &[Arc<dyn Middleware>] {
+        &self.0.middleware
+    }
+
+    /// Answers one request: middleware, routing, extraction, controller, finishers.
+    pub async fn handle(&self, req: Request) -> Response {
+        if self.0.middleware.is_empty() {
+            self.route(req).await
+        } else {
+            Next::new(self.clone()).run(req).await
+        }
+    }
+
+    /// Routing and the controller, inside the request scope and the request timeout.
+    pub(crate) async fn route(&self, mut req: Request) -> Response {
+        let head = RequestHead::new(req.method(), req.headers());
+        let handler = match self.0.router.find(req.method(), req.uri().path()) {
+            Found::Handler(handler, _pattern, params) => {
+                if !params.as_slice().is_empty() {
+                    req.extensions_mut().insert(params);
+                }
+                handler.clone()
+            }
+            Found::MethodNotAllowed(allow) => {
+                let allow = http::HeaderValue::from_str(allow)
+                    .unwrap_or(http::HeaderValue::from_static(""));
+                return ErrorPage::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                    .header(http::header::ALLOW, allow)
+                    .respond(&head);
+            }
+            Found::NotFound => {
+                return ErrorPage::new(StatusCode::NOT_FOUND, "not found").respond(&head);
+            }
+        };
+        let controller = handler(req, self.clone(), head.clone());
+        let guarded = std::panic::AssertUnwindSafe(controller).catch_unwind();
+        let timed = tokio::time::timeout(self.0.limits.request_timeout, guarded);
+        // A controller that panicked or ran out of time did not finish its work: what it
+        // deferred (a session's half-made changes) is discarded, not persisted.
+        crate::scope::run(async move {
+            match timed.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(_panic)) => {
+                    crate::scope::discard();
+                    tracing::error!("controller panicked");
+                    ErrorPage::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+                        .respond(&head)
+                }
+                Err(_elapsed) => {
+                    crate::scope::discard();
+                    ErrorPage::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
+                        .retry_after(1)
+                        .respond(&head)
+                }
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,295 @@
+//! Controller arguments: values a controller asks for, pulled out of the request.
+//!
+//! A controller is an async function whose arguments implement [`FromRequestParts`] (they
+//! read the head: path, query, headers, app state) except the last, which may implement
+//! [`FromRequest`] and consume the body ([`Json`], [`Form`], [`String`], [`Bytes`]).
+//! A failed extraction never reaches the controller: its typed [`Rejection`] answers instead,
+//! with the status code chosen here on purpose (400 malformed, 413 too large, 415 wrong media
+//! type, 422 well-formed but wrong shape).
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use serde::de::DeserializeOwned;
+
+use crate::app::AppContext;
+use crate::respond::{ErrorPage, RequestHead, Responder};
+use crate::routing::PathParams;
+use crate::{Json, Request, Response};
+
+mod path;
+
+pub(crate) use path::percent_decode;
+
+/// Why a controller argument could not be extracted; answers with the matching status code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The body has the wrong `Content-Type` (415).
+    #[error("expected a request with Content-Type: {expected}")]
+    UnsupportedMediaType {
+        /// The media type the extractor reads.
+        expected: &'static str,
+    },
+    /// The body is larger than `[http] max_body_bytes` (413).
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body could not be read from the connection (400).
+    #[error("failed to read the request body: {0}")]
+    BodyRead(String),
+    /// The body is not valid JSON (400).
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is JSON of the wrong shape (422).
+    #[error("unexpected JSON: {0}")]
+    JsonData(String),
+    /// The form body could not be decoded into the expected fields (422).
+    #[error("invalid form: {0}")]
+    InvalidForm(String),
+    /// The body is not valid UTF-8 where text was expected (400).
+    #[error("request body is not valid UTF-8")]
+    InvalidUtf8,
+    /// The query string could not be decoded (400).
+    #[error("invalid query string: {0}")]
+    InvalidQuery(String),
+    /// A path parameter could not be decoded (400).
+    #[error("invalid path parameter: {0}")]
+    InvalidPath(String),
+    /// A required header is missing or not valid text (400).
+    #[error("missing or invalid header {0}")]
+    Header(&'static str),
+    /// The controller asked for `State<T>` that the app never registered (500; a bug in the
+    /// app, logged with the type name).
+    #[error("internal server error")]
+    MissingState(&'static str),
+}
+
+impl Rejection {
+    /// The status code this rejection answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::JsonData(_) | Self::InvalidForm(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MissingState(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BodyRead(_)
+            | Self::InvalidJson(_)
+            | Self::InvalidUtf8
+            | Self::InvalidQuery(_)
+            | Self::InvalidPath(_)
+            | Self::Header(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl Responder for Rejection {
+    fn respond(self, head: &RequestHead) -> Response {
+        if let Self::MissingState(type_name) = &self {
+            tracing::error!(state = type_name, "State<T> requested but never registered with App::state");
+        }
+        ErrorPage::new(self.status(), self.to_string()).respond(head)
+    }
+}
+
+/// A controller argument built from the request head.
+pub trait FromRequestParts: Sized + Send {
+    /// The answer when extraction fails.
+    type Rejection: Responder;
+
+    /// Extracts the value.
+    fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppContext,
+    ) -> impl Future<Output = Result<Self, Self::Rejection>> + Send;
+}
+
+/// A controller argument that may consume the whole request, body included. Only the last
+/// argument of a controller can be one.
+pub trait FromRequest: Sized + Send {
+    /// The answer when extraction fails.
+    type Rejection: Responder;
+
+    /// Extracts the value.
+    fn from_request(
+        req: Request,
+        app: &AppContext,
+    ) -> impl Future<Output = Result<Self, Self::Rejection>> + Send;
+}
+
+impl<T: FromRequestParts> FromRequest for T {
+    type Rejection = <T as FromRequestParts>::Rejection;
+
+    async fn from_request(req: Request, app: &AppContext) -> Result<Self, Self::Rejection> {
+        let (mut parts, _body) = req.into_parts();
+        T::from_request_parts(&mut parts, app).await
+    }
+}
+
+impl FromRequest for Request {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, _app: &AppContext) -> Result<Self, Self::Rejection> {
+        Ok(req)
+    }
+}
+
+impl Responder for std::convert::Infallible {
+    fn respond(self, _head: &RequestHead) -> Response {
+        match self {}
+    }
+}
+
+/// Typed path parameters: `Path<u64>` for one, a tuple for several in order, or a struct
+/// deserialized by parameter name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts for Path<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Rejection> {
+        let empty = PathParams::default();
+        let params = parts.extensions.get::<PathParams>().unwrap_or(&empty);
+        path::deserialize(params).map(Path).map_err(Rejection::InvalidPath)
+    }
+}
+
+/// The query string, deserialized with `serde_urlencoded` (an absent query is empty).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts for Query<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Rejection> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(Query)
+            .map_err(|e| Rejection::InvalidQuery(e.to_string()))
+    }
+}
+
+/// An application singleton registered with [`crate::App::state`] (the Resonance service
+/// container): database pools, the session manager, configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct State<T>(pub T);
+
+impl<T: Clone + Send + Sync + 'static> FromRequestParts for State<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(_parts: &mut Parts, app: &AppContext) -> Result<Self, Rejection> {
+        app.state::<T>()
+            .map(State)
+            .ok_or(Rejection::MissingState(std::any::type_name::<T>()))
+    }
+}
+
+impl FromRequestParts for HeaderMap {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Self::Rejection> {
+        Ok(parts.headers.clone())
+    }
+}
+
+impl FromRequestParts for Method {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Self::Rejection> {
+        Ok(parts.method.clone())
+    }
+}
+
+impl FromRequestParts for Uri {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Self::Rejection> {
+        Ok(parts.uri.clone())
+    }
+}
+
+/// Whether the request's `Content-Type` is `expected` or, for JSON, a `+json` type.
+fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let media = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    media == expected || (expected == "application/json" && media.ends_with("+json"))
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (by `Content-Length` first, so a
+/// large upload is refused before it is read).
+pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Bytes, Rejection> {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Rejection::PayloadTooLarge { limit });
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(Rejection::PayloadTooLarge { limit })
+        }
+        Err(err) => Err(Rejection::BodyRead(err.to_string())),
+    }
+}
+
+impl<T: DeserializeOwned + Send> FromRequest for Json<T> {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, app: &AppContext) -> Result<Self, Rejection> {
+        if !has_media_type(req.headers(), "application/json") {
+            return Err(Rejection::UnsupportedMediaType { expected: "application/json" });
+        }
+        let bytes = read_body(req, app.limits().max_body_bytes).await?;
+        serde_json::from_slice(&bytes).map(Json).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Rejection::JsonData(e.to_string()),
+            _ => Rejection::InvalidJson(e.to_string()),
+        })
+    }
+}
+
+/// A URL-encoded form body (`application/x-www-form-urlencoded`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest for Form<T> {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, app: &AppContext) -> Result<Self, Rejection> {
+        const FORM: &str = "application/x-www-form-urlencoded";
+        if !has_media_type(req.headers(), FORM) {
+            return Err(Rejection::UnsupportedMediaType { expected: FORM });
+        }
+        let bytes = read_body(req, app.limits().max_body_bytes).await?;
+        serde_urlencoded::from_bytes(&bytes)
+            .map(Form)
+            .map_err(|e| Rejection::InvalidForm(e.to_string()))
+    }
+}
+
+impl FromRequest for Bytes {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, app: &AppContext) -> Result<Self, Rejection> {
+        read_body(req, app.limits().max_body_bytes).await
+    }
+}
+
+impl FromRequest for String {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, app: &AppContext) -> Result<Self, Rejection> {
+        let bytes = read_body(req, app.limits().max_body_bytes).await?;
+        String::from_utf8(bytes.into()).map_err(|_| Rejection::InvalidUtf8)
+    }
+}
+

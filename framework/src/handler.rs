@@ -1,0 +1,89 @@
+//! Controllers: async functions whose arguments are extracted from the request.
+//!
+//! [`Handler`] is implemented for every `async fn` of up to eight arguments where each
+//! argument but the last implements [`FromRequestParts`], the last implements
+//! [`FromRequest`], and the output is a [`Responder`]. The router stores handlers type-erased
+//! as [`BoxedHandler`], one allocation per route at start-up.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::app::AppContext;
+use crate::extract::{FromRequest, FromRequestParts};
+use crate::respond::{RequestHead, Responder};
+use crate::{Request, Response};
+
+/// A boxed, sendable future, as the framework passes them around.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Something that answers a request: usually an `async fn` controller.
+///
+/// `Args` only tells the implementations for different arities apart.
+pub trait Handler<Args>: Clone + Send + Sync + 'static {
+    /// Extracts the arguments, runs the controller and turns its answer into a response.
+    fn call(&self, req: Request, app: AppContext, head: RequestHead) -> BoxFuture<'static, Response>;
+}
+
+/// A type-erased handler, as the router stores it.
+pub(crate) type BoxedHandler =
+    Arc<dyn Fn(Request, AppContext, RequestHead) -> BoxFuture<'static, Response> + Send + Sync>;
+
+pub(crate) fn boxed<H: Handler<Args>, Args>(handler: H) -> BoxedHandler {
+    Arc::new(move |req, app, head| handler.call(req, app, head))
+}
+
+impl<F, Fut, R> Handler<()> for F
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Responder,
+{
+    fn call(&self, _req: Request, _app: AppContext, head: RequestHead) -> BoxFuture<'static, Response> {
+        let future = self();
+        Box::pin(async move { future.await.respond(&head) })
+    }
+}
+
+macro_rules! handler_arity {
+    ($($part:ident),* ; $last:ident) => {
+        #[allow(non_snake_case)]
+        impl<F, Fut, R, $($part,)* $last> Handler<($($part,)* $last,)> for F
+        where
+            F: Fn($($part,)* $last) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future<Output = R> + Send + 'static,
+            R: Responder,
+            $($part: FromRequestParts + 'static,)*
+            $last: FromRequest + 'static,
+        {
+            fn call(&self, req: Request, app: AppContext, head: RequestHead) -> BoxFuture<'static, Response> {
+                let handler = self.clone();
+                Box::pin(async move {
+                    #[allow(unused_mut)]
+                    let (mut parts, body) = req.into_parts();
+                    $(
+                        let $part = match $part::from_request_parts(&mut parts, &app).await {
+                            Ok(value) => value,
+                            Err(rejection) => return rejection.respond(&head),
+                        };
+                    )*
+                    let req = Request::from_parts(parts, body);
+                    let $last = match $last::from_request(req, &app).await {
+                        Ok(value) => value,
+                        Err(rejection) => return rejection.respond(&head),
+                    };
+                    handler($($part,)* $last).await.respond(&head)
+                })
+            }
+        }
+    };
+}
+
+handler_arity!(; T1);
+handler_arity!(T1; T2);
+handler_arity!(T1, T2; T3);
+handler_arity!(T1, T2, T3; T4);
+handler_arity!(T1, T2, T3, T4; T5);
+handler_arity!(T1, T2, T3, T4, T5; T6);
+handler_arity!(T1, T2, T3, T4, T5, T6; T7);
+handler_arity!(T1, T2, T3, T4, T5, T6, T7; T8);

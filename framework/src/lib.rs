@@ -1,0 +1,52 @@
+//! Rondo: a session-centred web framework on tokio and hyper, configured from one
+//! `config.ini`.
+//!
+//! Every request runs in its own task; controllers are async functions whose arguments are
+//! extracted from the request and whose return value is a [`Responder`]. The session manager
+//! keeps session data in Redis (or in memory), takes a pooled connection only when a session
+//! is touched, serializes values with MessagePack and persists changes after the response has
+//! been sent.
+//!
+//! # Layout
+//!
+//! - [`config`]: `config.ini` (Resonance's format) into a typed [`Config`].
+//! - [`server`]: accept loop, connection tasks, limits, timeouts, graceful shutdown.
+//! - [`app`]: the [`App`] builder: routes, state, middleware, shutdown hooks.
+//! - `routing`: method + path pattern to controller; 404, 405, HEAD.
+//! - [`handler`]: async functions as controllers.
+//! - [`extract`]: controller arguments ([`Path`], [`Query`], [`Json`], [`Form`], [`State`]).
+//! - [`respond`]: the [`Responder`] and [`IntoResponse`] traits, [`Json`], [`Html`],
+//!   [`Redirect`], negotiated [`ErrorPage`]s.
+//! - [`middleware`]: code around every request; [`RequestLog`].
+//! - [`scope`]: work deferred until the controller has answered.
+//! - [`body`]: the one [`Body`] type of requests and responses.
+
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod extract;
+pub mod handler;
+pub mod middleware;
+pub mod respond;
+mod routing;
+pub mod scope;
+pub mod server;
+
+pub use app::{App, AppContext};
+pub use body::Body;
+pub use config::{Config, ConfigError, ConfigLoader};
+pub use extract::{Form, Path, Query, Rejection, State};
+pub use handler::Handler;
+pub use middleware::{Middleware, Next, RequestLog};
+pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
+pub use routing::RouteError;
+pub use server::{bind, serve, shutdown_signal};
+
+/// Re-exported so applications name the same `http` types the framework uses.
+pub use http;
+
+/// A request as controllers and middleware see it.
+pub type Request = http::Request<Body>;
+
+/// A response as controllers and middleware build it.
+pub type Response = http::Response<Body>;

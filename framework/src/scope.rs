@@ -1,0 +1,56 @@
+//! Request scope: work that belongs to one request but must run after its controller.
+//!
+//! An extractor (the session argument, for one) can [`defer`] a [`Finisher`] while the
+//! controller runs; when the controller has answered, the framework runs every finisher with
+//! the response, in registration order, before the response goes to middleware and then to
+//! hyper. A finisher can add headers (`Set-Cookie`) and arrange work for after the response
+//! is sent with [`crate::Body::on_sent`].
+//!
+//! The scope is a tokio task-local, so a request that defers nothing pays nothing.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use crate::handler::BoxFuture;
+use crate::Response;
+
+/// Work to do once the controller has answered.
+pub trait Finisher: Send + 'static {
+    /// Runs with the controller's response.
+    fn finish(self: Box<Self>, response: &mut Response) -> BoxFuture<'_, ()>;
+}
+
+tokio::task_local! {
+    static SCOPE: RefCell<Vec<Box<dyn Finisher>>>;
+}
+
+/// Registers `finisher` with the request being handled by the current task.
+///
+/// Returns `false` (and drops the finisher) outside a request, e.g. in a background task.
+pub fn defer(finisher: impl Finisher) -> bool {
+    SCOPE.try_with(|scope| scope.borrow_mut().push(Box::new(finisher))).is_ok()
+}
+
+/// Drops everything deferred so far in the current request.
+pub(crate) fn discard() {
+    let dropped = SCOPE.try_with(|scope| std::mem::take(&mut *scope.borrow_mut()));
+    drop(dropped);
+}
+
+/// Runs `controller` inside a fresh scope, then runs what it deferred with its response.
+pub(crate) async fn run<F>(controller: F) -> Response
+where
+    F: Future<Output = Response> + Send,
+{
+    let (mut response, finishers) = SCOPE
+        .scope(RefCell::new(Vec::new()), async move {
+            let response = controller.await;
+            let finishers = SCOPE.with(|scope| std::mem::take(&mut *scope.borrow_mut()));
+            (response, finishers)
+        })
+        .await;
+    for finisher in finishers {
+        finisher.finish(&mut response).await;
+    }
+    response
+}

@@ -1,0 +1,158 @@
+//! The HTTP server: accept loop, one task per connection, limits, timeouts, graceful drain.
+//!
+//! Connections are served by hyper-util's auto builder (HTTP/1.1 with keep-alive, and HTTP/2
+//! when `[http] http2` is on). Each connection runs in its own tokio task and each request in
+//! its own future. An accept error (out of file descriptors, say) backs off and retries rather
+//! than ending the loop. On shutdown the listener closes first, in-flight requests finish, and
+//! then the app's shutdown hooks run (pending session commits), all within
+//! `[http] shutdown_timeout`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::HttpConfig;
+use crate::{App, Body};
+
+/// hyper does not accept a read buffer smaller than this.
+const MIN_BUF_SIZE: usize = 8 * 1024;
+
+/// Binds the address of `[http] host` and `port`.
+///
+/// # Errors
+///
+/// The address cannot be resolved or bound (in use, no permission).
+pub async fn bind(http: &HttpConfig) -> io::Result<TcpListener> {
+    TcpListener::bind((http.host.as_str(), http.port)).await
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains gracefully.
+///
+/// Returns once in-flight requests have finished and the shutdown hooks have run, or when
+/// `[http] shutdown_timeout` has passed (then whatever is still running is logged and dropped).
+///
+/// # Errors
+///
+/// Only when the listener's local address cannot be read; accept errors are retried.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let config = rondo::Config::default();
+/// let listener = rondo::bind(&config.http).await?;
+/// let app = rondo::App::new(config).get("/", || async { "ok" });
+/// rondo::serve(listener, app, rondo::shutdown_signal()).await
+/// # }
+/// ```
+pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let local: SocketAddr = listener.local_addr()?;
+    let (context, hooks) = app.into_context();
+    let http = context.config().http.clone();
+    let builder = connection_builder(&http);
+    let graceful = GracefulShutdown::new();
+    tracing::info!(address = %local, "listening");
+
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => {
+                backoff = Duration::from_millis(5);
+                stream
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        // Small responses should leave at once, not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        let context = context.clone();
+        let service = service_fn(move |req: hyper::Request<Incoming>| {
+            let context = context.clone();
+            async move { Ok::<_, Infallible>(context.handle(req.map(Body::from)).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    let deadline = Instant::now() + http.shutdown_timeout;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    if tokio::time::timeout_at(deadline.into(), graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown deadline passed with requests still in flight");
+    }
+    if tokio::time::timeout_at(deadline.into(), hooks.run()).await.is_err() {
+        tracing::error!("shutdown deadline passed before the shutdown hooks finished");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn connection_builder(http: &HttpConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_read_timeout)
+        .max_buf_size(http.max_header_bytes.max(MIN_BUF_SIZE))
+        .max_headers(http.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX));
+    if http.http2 {
+        builder
+    } else {
+        builder.http1_only()
+    }
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM: the usual `shutdown` argument of [`serve`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
