@@ -1,0 +1,426 @@
+//! The typed settings structs and enums, with their defaults.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::value::{self, ValueResult};
+
+macro_rules! config_enum {
+    (
+        $(#[$meta:meta])* $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $word:literal $(| $alias:literal)*),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// The word used for this value in `config.ini`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            /// Parses the config word (or an alias), case-insensitively.
+            pub(crate) fn parse_word(raw: &str) -> ValueResult<Self> {
+                value::word(
+                    raw,
+                    &[$(($word, $name::$variant), $(($alias, $name::$variant),)*)+],
+                    &[$($word),+],
+                )
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+config_enum! {
+    /// `[app] env`: which kind of deployment this is.
+    Env {
+        /// `development` (the default).
+        #[default]
+        Development = "development",
+        /// `production`.
+        Production = "production",
+        /// `testing`.
+        Testing = "testing",
+    }
+}
+
+config_enum! {
+    /// `[app] log_format`: how log lines are written.
+    LogFormat {
+        /// `text`: human-readable lines (the default).
+        #[default]
+        Text = "text",
+        /// `json`: one JSON object per line.
+        Json = "json",
+    }
+}
+
+config_enum! {
+    /// `[session] store`: where session data lives.
+    StoreKind {
+        /// `redis`: the pool named by `redis_connection_pool` (the default).
+        #[default]
+        Redis = "redis",
+        /// `memory`: in-process only; sessions are lost on restart.
+        Memory = "memory",
+        /// `auto`: Redis when the pool is defined and reachable, memory otherwise.
+        Auto = "auto",
+    }
+}
+
+config_enum! {
+    /// `[session] cookie_samesite`: the cookie's `SameSite` attribute.
+    SameSite {
+        /// `lax` (the default).
+        #[default]
+        Lax = "lax",
+        /// `strict`.
+        Strict = "strict",
+        /// `none`: requires a `Secure` cookie.
+        None = "none",
+    }
+}
+
+config_enum! {
+    /// `[session] cookie_secure`: whether the cookie gets the `Secure` attribute.
+    CookieSecure {
+        /// `auto`: secure when `[app] url` is `https://` (the default).
+        #[default]
+        Auto = "auto",
+        /// `true` (also `yes`, `on`, `1`).
+        Always = "true" | "yes" | "on" | "1",
+        /// `false` (also `no`, `off`, `0`).
+        Never = "false" | "no" | "off" | "0",
+    }
+}
+
+config_enum! {
+    /// `[session] persist`: when a changed session is written to the store.
+    PersistMode {
+        /// `after_response`: the response is sent first (the default; lowest latency).
+        #[default]
+        AfterResponse = "after_response",
+        /// `before_response`: the write completes before the response is sent.
+        BeforeResponse = "before_response",
+    }
+}
+
+/// The `[app]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    /// `env`: `development` | `production` | `testing`; default `development`.
+    pub env: Env,
+    /// `url`: the public base URL, `http://` or `https://`; default `http://127.0.0.1:8080`.
+    pub url: String,
+    /// `log_level`: a tracing filter such as `info` or `rondo=debug,info`; default `info`.
+    pub log_level: String,
+    /// `log_format`: `text` | `json`; default `text`.
+    pub log_format: LogFormat,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            env: Env::Development,
+            url: "http://127.0.0.1:8080".to_owned(),
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl AppConfig {
+    /// Whether [`url`](Self::url) starts with `https://` (case-insensitive).
+    pub fn is_https(&self) -> bool {
+        self.url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    }
+}
+
+/// The `[http]` section: the listener and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `host`: the address to bind, an IP or host name; default `127.0.0.1`.
+    pub host: String,
+    /// `port`: default 8080; `0` picks a free port.
+    pub port: u16,
+    /// `max_header_bytes`: a size, 1 KiB..=1 MiB; default 16 KiB.
+    pub max_header_bytes: usize,
+    /// `max_headers`: 1..=1000; default 100.
+    pub max_headers: usize,
+    /// `max_body_bytes`: a size, 0..=1 GiB; default 1 MiB.
+    pub max_body_bytes: usize,
+    /// `header_read_timeout`: > 0; default 10 s.
+    pub header_read_timeout: Duration,
+    /// `request_timeout`: the whole handler, > 0; default 30 s.
+    pub request_timeout: Duration,
+    /// `shutdown_timeout`: how long in-flight requests get on shutdown; default 10 s.
+    pub shutdown_timeout: Duration,
+    /// `http2`: also serve HTTP/2; default true.
+    pub http2: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
+            http2: true,
+        }
+    }
+}
+
+/// The `[session]` section: the session cookie and store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// `store`: `redis` | `memory` | `auto`; default `redis`.
+    pub store: StoreKind,
+    /// `cookie_name`: an RFC 6265 token; default `dmsession`.
+    pub cookie_name: String,
+    /// `cookie_lifespan`: a duration (bare number = seconds), > 0; default 86400 s.
+    pub cookie_lifespan: Duration,
+    /// `cookie_samesite`: `lax` | `strict` | `none`; default `lax`.
+    pub cookie_samesite: SameSite,
+    /// `cookie_secure`: `auto` | `true` | `false`; default `auto`.
+    pub cookie_secure: CookieSecure,
+    /// `cookie_path`: starts with `/`; default `/`.
+    pub cookie_path: String,
+    /// `cookie_domain`: default none (an empty value is none).
+    pub cookie_domain: Option<String>,
+    /// `redis_connection_pool`: the `[redis]` pool used when `store = redis`; default `default`.
+    pub redis_connection_pool: String,
+    /// `idle_timeout`: end a session unused this long; `0` or empty = never; default never.
+    pub idle_timeout: Option<Duration>,
+    /// `max_lifetime`: end a session this long after creation; `0` or empty = never; default never.
+    pub max_lifetime: Option<Duration>,
+    /// `refresh_interval`: sliding expiry is refreshed at most this often; default 60 s.
+    pub refresh_interval: Duration,
+    /// `persist`: `after_response` | `before_response`; default `after_response`.
+    pub persist: PersistMode,
+    /// `max_size`: the largest serialized session, a size >= 1 KiB; default 256 KiB.
+    pub max_size: usize,
+    /// `actor_idle_timeout`: an idle session actor stops after this long, > 0; default 30 s.
+    pub actor_idle_timeout: Duration,
+    /// `max_actors`: the most live session actors, >= 1; default 100000.
+    pub max_actors: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            store: StoreKind::Redis,
+            cookie_name: "dmsession".to_owned(),
+            cookie_lifespan: Duration::from_secs(86400),
+            cookie_samesite: SameSite::Lax,
+            cookie_secure: CookieSecure::Auto,
+            cookie_path: "/".to_owned(),
+            cookie_domain: None,
+            redis_connection_pool: "default".to_owned(),
+            idle_timeout: None,
+            max_lifetime: None,
+            refresh_interval: Duration::from_secs(60),
+            persist: PersistMode::AfterResponse,
+            max_size: 256 * 1024,
+            actor_idle_timeout: Duration::from_secs(30),
+            max_actors: 100_000,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Whether the cookie gets `Secure`: `cookie_secure`, where `auto`
+    /// follows [`AppConfig::is_https`].
+    pub fn secure(&self, app: &AppConfig) -> bool {
+        match self.cookie_secure {
+            CookieSecure::Auto => app.is_https(),
+            CookieSecure::Always => true,
+            CookieSecure::Never => false,
+        }
+    }
+}
+
+/// One named Redis pool from `[redis] name[key] = value`.
+///
+/// `Debug` shows the password as `"***"` so the config can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisPoolConfig {
+    /// The pool name (`default` for `default[host]`).
+    pub name: String,
+    /// `host`: default `127.0.0.1`.
+    pub host: String,
+    /// `port`: 1..=65535; default 6379.
+    pub port: u16,
+    /// `username`: for Redis 6 ACLs; default none (an empty value is none).
+    pub username: Option<String>,
+    /// `password`: default none (an empty value is none).
+    pub password: Option<String>,
+    /// `db_index`: 0..=1000000 (the server configures the count); default 0.
+    pub db_index: i64,
+    /// `prefix`: prepended to every key; may be empty; default empty.
+    pub prefix: String,
+    /// `pool_size`: 1..=1024; default 8.
+    pub pool_size: u32,
+    /// `pool_prefill`: open `pool_size` connections at start-up; default false.
+    pub pool_prefill: bool,
+    /// `timeout`: connect, checkout and command timeout, > 0; default 1 s.
+    pub timeout: Duration,
+}
+
+impl Default for RedisPoolConfig {
+    fn default() -> Self {
+        RedisPoolConfig::named("default")
+    }
+}
+
+impl fmt::Debug for RedisPoolConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisPoolConfig")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db_index", &self.db_index)
+            .field("prefix", &self.prefix)
+            .field("pool_size", &self.pool_size)
+            .field("pool_prefill", &self.pool_prefill)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl RedisPoolConfig {
+    /// A pool called `name` with every other setting at its default.
+    pub fn named(name: &str) -> Self {
+        RedisPoolConfig {
+            name: name.to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port: 6379,
+            username: None,
+            password: None,
+            db_index: 0,
+            prefix: String::new(),
+            pool_size: 8,
+            pool_prefill: false,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// `redis://[user:pass@]host:port/db`, with user and password
+    /// percent-encoded and IPv6 hosts bracketed.
+    ///
+    /// The result contains the password: do not log it.
+    pub fn url(&self) -> String {
+        let mut url = String::from("redis://");
+        match (&self.username, &self.password) {
+            (Some(user), Some(pass)) => {
+                url.push_str(&percent_encode(user));
+                url.push(':');
+                url.push_str(&percent_encode(pass));
+                url.push('@');
+            }
+            (Some(user), None) => {
+                url.push_str(&percent_encode(user));
+                url.push('@');
+            }
+            (None, Some(pass)) => {
+                url.push(':');
+                url.push_str(&percent_encode(pass));
+                url.push('@');
+            }
+            (None, None) => {}
+        }
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            url.push('[');
+            url.push_str(&self.host);
+            url.push(']');
+        } else {
+            url.push_str(&self.host);
+        }
+        format!("{url}:{}/{}", self.port, self.db_index)
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls() {
+        let mut pool = RedisPoolConfig::named("x");
+        assert_eq!(pool.url(), "redis://127.0.0.1:6379/0");
+        pool.password = Some("p@ss:w/rd é".into());
+        assert_eq!(
+            pool.url(),
+            "redis://:p%40ss%3Aw%2Frd%20%C3%A9@127.0.0.1:6379/0"
+        );
+        pool.username = Some("me".into());
+        pool.host = "::1".into();
+        pool.db_index = 3;
+        assert_eq!(
+            pool.url(),
+            "redis://me:p%40ss%3Aw%2Frd%20%C3%A9@[::1]:6379/3"
+        );
+        pool.password = None;
+        assert_eq!(pool.url(), "redis://me@[::1]:6379/3");
+        pool.password = Some("secret".into());
+        assert!(!format!("{pool:?}").contains("secret"));
+    }
+
+    #[test]
+    fn https_and_secure() {
+        let mut app = AppConfig::default();
+        let mut session = SessionConfig::default();
+        assert!(!app.is_https());
+        assert!(!session.secure(&app));
+        app.url = "HTTPS://example.com".into();
+        assert!(app.is_https());
+        assert!(session.secure(&app));
+        session.cookie_secure = CookieSecure::Never;
+        assert!(!session.secure(&app));
+        app.url = "é".into();
+        assert!(!app.is_https());
+        assert_eq!(SameSite::None.as_str(), "none");
+        assert_eq!(PersistMode::BeforeResponse.to_string(), "before_response");
+        assert_eq!(CookieSecure::parse_word("ON"), Ok(CookieSecure::Always));
+        assert_eq!(CookieSecure::parse_word("0"), Ok(CookieSecure::Never));
+        assert_eq!(Env::parse_word("Testing"), Ok(Env::Testing));
+        let err = SameSite::parse_word("loose").err().map(|e| e.0);
+        assert_eq!(err.as_deref(), Some("one of lax, strict, none"));
+    }
+}

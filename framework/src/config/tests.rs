@@ -1,0 +1,477 @@
+//! End-to-end tests of `Config` parsing (the building blocks have their own
+//! unit tests next to them).
+
+use std::time::Duration;
+
+use super::*;
+
+const EXAMPLE: &str = "\
+; comment    # also a comment
+[app]
+env = development
+url = http://127.0.0.1:8080
+
+[http]
+host = 127.0.0.1
+port = 8080
+
+[session]
+cookie_name = dmsession
+cookie_lifespan = 86400
+cookie_samesite = lax
+redis_connection_pool = default
+
+[redis]
+default[host] = 127.0.0.1
+default[port] = 6379
+default[db_index] = 0
+default[prefix] = dm:
+default[pool_size] = 8
+default[timeout] = 1
+default[password] = ${RONDO_CFG_TEST_REDIS_PASSWORD}
+";
+
+fn parse(text: &str) -> Result<Config> {
+    Config::parse_str(text, "config.ini")
+}
+
+/// The Display string of the error `text` produces.
+fn err(text: &str) -> String {
+    match parse(text) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A minimal valid prefix so that tests can focus on one key.
+const POOL: &str = "[redis]\ndefault[host] = 127.0.0.1\n";
+
+#[test]
+fn example_file() -> Result<()> {
+    std::env::set_var("RONDO_CFG_TEST_REDIS_PASSWORD", "s3cret:@");
+    let config = parse(EXAMPLE)?;
+    assert_eq!(config.origin, "config.ini");
+    assert_eq!(config.app, AppConfig::default());
+    assert_eq!(config.http, HttpConfig::default());
+    assert_eq!(config.session, SessionConfig::default());
+    assert_eq!(config.redis.len(), 1);
+    let pool = config.session_pool()?;
+    assert_eq!(pool.name, "default");
+    assert_eq!(
+        (pool.host.as_str(), pool.port, pool.db_index),
+        ("127.0.0.1", 6379, 0)
+    );
+    assert_eq!((pool.prefix.as_str(), pool.pool_size), ("dm:", 8));
+    assert_eq!(pool.timeout, Duration::from_secs(1));
+    assert_eq!(pool.password.as_deref(), Some("s3cret:@"));
+    assert_eq!(pool.url(), "redis://:s3cret%3A%40@127.0.0.1:6379/0");
+    assert!(config.extra.is_empty());
+    Ok(())
+}
+
+#[test]
+fn every_key_set() -> Result<()> {
+    let text = "\
+[app]
+env = Production
+url = https://example.com
+log_level = rondo=debug,info
+log_format = JSON
+[http]
+host = 0.0.0.0
+port = 0
+max_header_bytes = 32k
+max_headers = 50
+max_body_bytes = 10MiB
+header_read_timeout = 500ms
+request_timeout = 1m
+shutdown_timeout = 0
+http2 = off
+[session]
+store = auto
+cookie_name = sid
+cookie_lifespan = 2h
+cookie_samesite = none
+cookie_secure = yes
+cookie_path = /app
+cookie_domain = example.com
+redis_connection_pool = main
+idle_timeout = 30m
+max_lifetime = 0
+refresh_interval = 0.25
+persist = before_response
+max_size = 1kb
+actor_idle_timeout = 1.5s
+max_actors = 10
+[redis]
+main[port] = 6380
+main[username] = app
+main[password] =
+main[pool_prefill] = true
+cache[host] = cache.internal
+";
+    let c = parse(text)?;
+    assert_eq!(
+        (c.app.env, c.app.log_format),
+        (Env::Production, LogFormat::Json)
+    );
+    assert!(c.app.is_https());
+    assert_eq!(c.app.log_level, "rondo=debug,info");
+    assert_eq!((c.http.host.as_str(), c.http.port), ("0.0.0.0", 0));
+    assert_eq!(
+        (c.http.max_header_bytes, c.http.max_headers),
+        (32 * 1024, 50)
+    );
+    assert_eq!(c.http.max_body_bytes, 10 << 20);
+    assert_eq!(c.http.header_read_timeout, Duration::from_millis(500));
+    assert_eq!(c.http.request_timeout, Duration::from_secs(60));
+    assert_eq!(
+        (c.http.shutdown_timeout, c.http.http2),
+        (Duration::ZERO, false)
+    );
+    let s = &c.session;
+    assert_eq!(
+        (s.store, s.cookie_samesite, s.cookie_secure),
+        (StoreKind::Auto, SameSite::None, CookieSecure::Always)
+    );
+    assert_eq!(
+        (s.cookie_name.as_str(), s.cookie_path.as_str()),
+        ("sid", "/app")
+    );
+    assert_eq!(s.cookie_lifespan, Duration::from_secs(7200));
+    assert_eq!(s.cookie_domain.as_deref(), Some("example.com"));
+    assert_eq!(
+        (s.idle_timeout, s.max_lifetime),
+        (Some(Duration::from_secs(1800)), None)
+    );
+    assert_eq!(s.refresh_interval, Duration::from_millis(250));
+    assert_eq!(
+        (s.persist, s.max_size, s.max_actors),
+        (PersistMode::BeforeResponse, 1024, 10)
+    );
+    assert_eq!(s.actor_idle_timeout, Duration::from_millis(1500));
+    assert!(s.secure(&c.app));
+    assert_eq!(c.redis.keys().collect::<Vec<_>>(), ["cache", "main"]);
+    let main = c.session_pool()?;
+    assert_eq!((main.host.as_str(), main.port), ("127.0.0.1", 6380));
+    assert_eq!(
+        (main.username.as_deref(), main.password.as_deref()),
+        (Some("app"), None)
+    );
+    assert!(main.pool_prefill);
+    assert_eq!(c.redis["cache"].host, "cache.internal");
+    Ok(())
+}
+
+#[test]
+fn defaults_when_sections_absent() -> Result<()> {
+    let c = parse(POOL)?;
+    let defaults = Config::default();
+    assert_eq!(
+        (c.app, c.http, c.session),
+        (defaults.app, defaults.http, defaults.session)
+    );
+    assert_eq!(defaults.origin, "<defaults>");
+    assert!(defaults.redis.is_empty());
+    // A store other than redis needs no pool at all.
+    let c = parse("[session]\nstore = memory\n")?;
+    assert!(c.redis.is_empty());
+    assert_eq!(c.session_pool().err().map(|e| e.line()), Some(None));
+    Ok(())
+}
+
+#[test]
+fn missing_session_pool() {
+    assert_eq!(
+        err(""),
+        "config.ini: [session] redis_connection_pool: no Redis pool named \"default\" in [redis]; \
+         expected a pool such as default[host] = 127.0.0.1 (or set store = memory)"
+    );
+    let e = parse(
+        "[session]\nstore = redis\n\nredis_connection_pool = main\n[redis]\ndefault[port] = 1\n",
+    )
+    .err();
+    assert_eq!(
+        e.as_ref().map(ConfigError::kind),
+        Some(ErrorKind::MissingPool)
+    );
+    assert_eq!(e.as_ref().and_then(ConfigError::line), Some(4));
+    assert_eq!(
+        e.as_ref().and_then(ConfigError::key),
+        Some("redis_connection_pool")
+    );
+    assert!(parse("[session]\nstore = auto\nredis_connection_pool = main\n").is_ok());
+}
+
+#[test]
+fn error_lines_and_keys() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[session]\ncookie_samsite = lax\n",
+            "config.ini:2: [session] cookie_samsite: unknown key (did you mean cookie_samesite?)",
+        ),
+        ("[app]\nENV = testing\n", "config.ini:2: [app] ENV: unknown key (did you mean env?)"),
+        (
+            "[app]\nfoo = 1\n",
+            "config.ini:2: [app] foo: unknown key; expected one of env, url, log_level, log_format",
+        ),
+        ("[redis]\ndefault[hots] = x\n", "config.ini:2: [redis] default[hots]: unknown key (did you mean default[host]?)"),
+        ("; c\n\n[app]\n[sesion]\n", "config.ini:4: [sesion]: unknown section (did you mean [session]?)"),
+        (
+            "[zzz]\n",
+            "config.ini:1: [zzz]: unknown section; expected one of [app], [http], [session], [redis]",
+        ),
+        (
+            "[session]\n\n\n\n\n\n\n\n\n\n\ncookie_samesite = loose\n",
+            "config.ini:12: [session] cookie_samesite: expected one of lax, strict, none, got \"loose\"",
+        ),
+        ("[http]\nmax_headers = 5000\n", "config.ini:2: [http] max_headers: expected an integer in 1..=1000, got \"5000\""),
+        ("[http]\nport = 65536\n", "config.ini:2: [http] port: expected an integer in 0..=65535, got \"65536\""),
+        ("[redis]\ndefault[port] = 0\n", "config.ini:2: [redis] default[port]: expected an integer in 1..=65535, got \"0\""),
+        (
+            "[http]\nmax_header_bytes = 2m\n",
+            "config.ini:2: [http] max_header_bytes: expected a size between 1 KiB and 1 MiB, got \"2m\"",
+        ),
+        (
+            "[http]\nrequest_timeout = 10 minutes\n",
+            "config.ini:2: [http] request_timeout: expected a duration such as 30 (seconds), 1.5s, 500ms, 10m or 2h, got \"10 minutes\"",
+        ),
+        (
+            "[http]\nrequest_timeout = 0\n",
+            "config.ini:2: [http] request_timeout: expected a duration greater than zero (a duration such as 30 (seconds), 1.5s, 500ms, 10m or 2h), got \"0\"",
+        ),
+        ("[app]\nurl =\n", "config.ini:2: [app] url: expected a URL starting with http:// or https://, got an empty value"),
+        ("[session]\ncookie_lifespan = -5\n", "config.ini:2: [session] cookie_lifespan: expected a duration such as 30 (seconds), 1.5s, 500ms, 10m or 2h, got \"-5\""),
+        ("[http]\nhttp2 = maybe\n", "config.ini:2: [http] http2: expected a boolean (true/false, yes/no, on/off, 1/0), got \"maybe\""),
+        ("[http]\nport = 1\n[app]\n[http]\nport = 2\n", "config.ini:5: [http] port: duplicate key (first set on line 2)"),
+        ("[app]\nthis is not a pair\n", "config.ini:2: expected `key = value`, a [section] header or a comment, got \"this is not a pair\""),
+        (
+            "[session]\ndefault[host] = x\n",
+            "config.ini:2: [session] default[host]: `name[key]` keys are only allowed in [redis]; expected a plain `key = value`",
+        ),
+        (
+            "[redis]\nhost = x\n",
+            "config.ini:2: [redis] host: expected `pool[key] = value` in [redis], such as default[host] = 127.0.0.1",
+        ),
+        (
+            "[session]\ncookie_samesite = none\ncookie_secure = off\n",
+            "config.ini:2: [session] cookie_samesite: cookie_samesite = none requires a Secure cookie \
+             (browsers reject it otherwise); expected cookie_secure = true or auto, got false",
+        ),
+        ("[session]\ncookie_name = my session\n", "config.ini:2: [session] cookie_name: expected a cookie name made of letters, digits and !#$%&'*+-.^_`|~, got \"my session\""),
+        ("[app]\nlog_level = \"\"\n", "config.ini:2: [app] log_level: expected a tracing filter such as info or rondo=debug,info, got an empty value"),
+    ];
+    for (text, expected) in cases {
+        let text = format!("{text}{POOL}");
+        assert_eq!(&err(&text), expected, "for {text:?}");
+    }
+}
+
+#[test]
+fn error_accessors() {
+    let e = parse("[app]\n\nenv = staging\n").err();
+    let e = e.as_ref();
+    assert_eq!(e.map(ConfigError::kind), Some(ErrorKind::InvalidValue));
+    assert_eq!(e.and_then(ConfigError::line), Some(3));
+    assert_eq!(e.and_then(ConfigError::section), Some("app"));
+    assert_eq!(e.and_then(ConfigError::key), Some("env"));
+    assert_eq!(e.map(ConfigError::file), Some("config.ini"));
+    assert_eq!(
+        e.map(ConfigError::message),
+        Some("expected one of development, production, testing, got \"staging\"")
+    );
+}
+
+#[test]
+fn environment_variables() -> Result<()> {
+    let e = err("[app]\nurl = http://x\n\nlog_level = ${RONDO_CFG_TEST_SURELY_UNSET_7F3A}\n");
+    assert_eq!(
+        e,
+        "config.ini:4: [app] log_level: environment variable RONDO_CFG_TEST_SURELY_UNSET_7F3A is not set \
+         (write ${RONDO_CFG_TEST_SURELY_UNSET_7F3A:-default} to give a fallback)"
+    );
+    std::env::set_var("RONDO_CFG_TEST_PORT", "9090");
+    std::env::set_var("RONDO_CFG_TEST_EMPTY", "");
+    let text = format!(
+        "[http]\nport = ${{RONDO_CFG_TEST_PORT}}\nhost = ${{RONDO_CFG_TEST_SURELY_UNSET_7F3A:-localhost}}\n\
+         [app]\nurl = http://${{RONDO_CFG_TEST_EMPTY:-example.com}}:${{RONDO_CFG_TEST_PORT}}/\n\
+         log_level = '${{NOT_EXPANDED}}'\n{POOL}"
+    );
+    let c = parse(&text)?;
+    assert_eq!((c.http.port, c.http.host.as_str()), (9090, "localhost"));
+    assert_eq!(c.app.url, "http://example.com:9090/");
+    assert_eq!(c.app.log_level, "${NOT_EXPANDED}");
+    Ok(())
+}
+
+#[test]
+fn quoting_and_inline_comments() -> Result<()> {
+    let text = format!(
+        "[app]\nurl = http://h/a;b#c ; trailing comment\nlog_level = \"info ; not a comment\" ; comment\n\
+         [redis]\ndefault[prefix] = 'dm ; x:' # comment\ndefault[password] = \"p\\\"w\\\\d #1\"\n{POOL}"
+    );
+    let c = parse(&text)?;
+    assert_eq!(c.app.url, "http://h/a;b#c");
+    assert_eq!(c.app.log_level, "info ; not a comment");
+    let pool = c.session_pool()?;
+    assert_eq!(pool.prefix, "dm ; x:");
+    assert_eq!(pool.password.as_deref(), Some("p\"w\\d #1"));
+    Ok(())
+}
+
+#[test]
+fn crlf_and_bom() -> Result<()> {
+    let text = "\u{feff}[http]\r\nport = 81\r\n\r\n[redis]\r\ndefault[host] = h\r\n";
+    let c = parse(text)?;
+    assert_eq!((c.http.port, c.redis["default"].host.as_str()), (81, "h"));
+    let e = err("\u{feff}[http]\r\n\r\nport = x\r\n");
+    assert!(e.starts_with("config.ini:3: [http] port: "), "{e}");
+    Ok(())
+}
+
+#[test]
+fn application_sections() -> Result<()> {
+    let loader = ConfigLoader::new().section("example");
+    let text = format!(
+        "[example]\ngreeting = hello\nretries = 3\nbad = x1\n\n[example]\ndelay = 250ms\n{POOL}"
+    );
+    let c = loader.parse_str(&text, "app.ini")?;
+    let s = c
+        .section("example")
+        .ok_or_else(|| ConfigError::new(ErrorKind::Io, "t", "no section"))?;
+    assert_eq!(s.name(), "example");
+    assert_eq!(
+        s.keys().collect::<Vec<_>>(),
+        ["greeting", "retries", "bad", "delay"]
+    );
+    assert_eq!(s.raw("greeting"), Some("hello"));
+    assert_eq!(s.get::<u64>("retries")?, Some(3));
+    assert_eq!(s.get_or::<u64>("absent", 9)?, 9);
+    assert_eq!(s.duration("delay")?, Some(Duration::from_millis(250)));
+    assert_eq!(
+        s.get::<u64>("bad").err().map(|e| e.to_string()).as_deref(),
+        Some("app.ini:4: [example] bad: expected u64, got \"x1\"")
+    );
+    // Registered but absent: no section. Unregistered: an error.
+    assert!(loader
+        .parse_str(POOL, "app.ini")?
+        .section("example")
+        .is_none());
+    assert_eq!(
+        err(&text).lines().next(),
+        Some("config.ini:1: [example]: unknown section; expected one of [app], [http], [session], [redis]")
+    );
+    let e = loader
+        .parse_str("[exampel]\n", "app.ini")
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        e.as_deref(),
+        Some("app.ini:1: [exampel]: unknown section (did you mean [example]?)")
+    );
+    let e = loader
+        .parse_str("[example]\na[b] = c\n", "app.ini")
+        .err()
+        .map(|e| e.to_string());
+    assert!(e.is_some_and(|e| e
+        .starts_with("app.ini:2: [example] a[b]: `name[key]` keys are only allowed in [redis]")));
+    Ok(())
+}
+
+#[test]
+fn load_from_file() -> Result<()> {
+    let e = Config::load("/nonexistent/rondo/config.ini")
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        e.as_deref(),
+        Some("cannot read /nonexistent/rondo/config.ini: No such file or directory")
+    );
+    let dir = std::env::temp_dir().join(format!("rondo-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| ConfigError::io("mkdir", e))?;
+    let path = dir.join("config.ini");
+    std::fs::write(&path, format!("[http]\nport = 99\n{POOL}"))
+        .map_err(|e| ConfigError::io("write", e))?;
+    let c = Config::load(&path)?;
+    assert_eq!(
+        (c.http.port, c.origin.clone()),
+        (99, path.display().to_string())
+    );
+    std::fs::write(&path, b"[http]\n\nport = \xff\n").map_err(|e| ConfigError::io("write", e))?;
+    let e = Config::load(&path).err();
+    assert_eq!(e.as_ref().and_then(ConfigError::line), Some(3));
+    assert_eq!(e.as_ref().map(ConfigError::kind), Some(ErrorKind::Syntax));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn repository_config_ini_parses() -> Result<()> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.ini");
+    if std::path::Path::new(path).exists() {
+        let c = Config::load(path)?;
+        assert_eq!(c.session_pool()?.prefix, "dm:");
+    }
+    Ok(())
+}
+
+/// Random documents stitched from tricky fragments must never panic.
+#[test]
+fn no_panics_on_random_input() {
+    const BITS: &[&str] = &[
+        "[",
+        "]",
+        "[redis]",
+        "[session]",
+        "[http]",
+        "[example]",
+        "\n",
+        "\r\n",
+        "=",
+        " = ",
+        "\"",
+        "'",
+        "\\",
+        ";",
+        " ;",
+        "#",
+        " #",
+        "${",
+        "}",
+        ":-",
+        "default[",
+        "host",
+        "port",
+        "é",
+        "\u{feff}",
+        "store",
+        "memory",
+        "none",
+        "cookie_samesite",
+        "1.5",
+        "k",
+        "ms",
+        "-",
+        "0",
+        "99999999999999999999",
+        "max_body_bytes",
+        "timeout",
+        " ",
+        "\t",
+        "\0",
+    ];
+    let loader = ConfigLoader::new().section("example");
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..5000 {
+        let mut doc = String::new();
+        for _ in 0..(seed % 40) {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            doc.push_str(BITS[usize::try_from(seed >> 33).unwrap_or(0) % BITS.len()]);
+        }
+        let _ = loader
+            .parse_str(&doc, "fuzz.ini")
+            .map(|c| c.session_pool().map(RedisPoolConfig::url));
+    }
+}

@@ -1,0 +1,360 @@
+//! Turns the raw INI items into a typed [`Config`]: known sections and keys,
+//! value parsing, and the checks that span several keys.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::error::{ConfigError, ErrorKind};
+use super::ini::{Entry, Item};
+use super::validate::{cookie_domain, cookie_name, cookie_path, host, non_empty, optional, url};
+use super::value::{self, Expected};
+use super::{
+    AppConfig, Config, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, RedisPoolConfig,
+    Result, SameSite, Section, SessionConfig, StoreKind,
+};
+
+/// The sections every config file may have.
+pub(crate) const BUILTIN_SECTIONS: [&str; 4] = ["app", "http", "session", "redis"];
+const APP_KEYS: &[&str] = &["env", "url", "log_level", "log_format"];
+const HTTP_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "max_header_bytes",
+    "max_headers",
+    "max_body_bytes",
+    "header_read_timeout",
+    "request_timeout",
+    "shutdown_timeout",
+    "http2",
+];
+const SESSION_KEYS: &[&str] = &[
+    "store",
+    "cookie_name",
+    "cookie_lifespan",
+    "cookie_samesite",
+    "cookie_secure",
+    "cookie_path",
+    "cookie_domain",
+    "redis_connection_pool",
+    "idle_timeout",
+    "max_lifetime",
+    "refresh_interval",
+    "persist",
+    "max_size",
+    "actor_idle_timeout",
+    "max_actors",
+];
+const REDIS_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "username",
+    "password",
+    "db_index",
+    "prefix",
+    "pool_size",
+    "pool_prefill",
+    "timeout",
+];
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Builds a [`Config`] from parsed items; `extra` are the registered section names.
+pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Result<Config> {
+    let mut config = Config {
+        origin: file.to_owned(),
+        ..Config::default()
+    };
+    let mut session_lines: HashMap<&str, usize> = HashMap::new();
+    for item in items {
+        let e = match item {
+            Item::Header { name, line } => {
+                check_section(file, name, *line, extra)?;
+                if !BUILTIN_SECTIONS.contains(&name.as_str()) {
+                    config
+                        .extra
+                        .entry(name.clone())
+                        .or_insert_with(|| Section::new(name, file));
+                }
+                continue;
+            }
+            Item::Entry(e) => e,
+        };
+        if e.section == "redis" {
+            redis(file, &mut config, e)?;
+            continue;
+        }
+        if e.pool.is_some() {
+            let msg =
+                "`name[key]` keys are only allowed in [redis]; expected a plain `key = value`";
+            return Err(located(ConfigError::new(ErrorKind::Syntax, file, msg), e));
+        }
+        match e.section.as_str() {
+            "app" => app(&mut config.app, e),
+            "http" => http(&mut config.http, e),
+            "session" => {
+                if let Some(known) = SESSION_KEYS.iter().find(|k| **k == e.key) {
+                    session_lines.insert(known, e.line);
+                }
+                session(&mut config.session, e)
+            }
+            other => {
+                if let Some(section) = config.extra.get_mut(other) {
+                    section.push(&e.key, &e.value, e.line);
+                }
+                Ok(())
+            }
+        }
+        .map_err(|err| err.into_error(file, e))?;
+    }
+    cross_check(&config, &session_lines)?;
+    Ok(config)
+}
+
+fn located(err: ConfigError, e: &Entry) -> ConfigError {
+    err.at_line(e.line)
+        .in_section(&e.section)
+        .for_key(&e.full_key())
+}
+
+fn check_section(file: &str, name: &str, line: usize, extra: &BTreeSet<String>) -> Result<()> {
+    if BUILTIN_SECTIONS.contains(&name) || extra.contains(name) {
+        return Ok(());
+    }
+    let known = BUILTIN_SECTIONS
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str));
+    let message = match value::did_you_mean(name, known.clone()) {
+        Some(s) => format!("unknown section (did you mean [{s}]?)"),
+        None => {
+            let list: Vec<String> = known.map(|s| format!("[{s}]")).collect();
+            format!("unknown section; expected one of {}", list.join(", "))
+        }
+    };
+    Err(ConfigError::new(ErrorKind::UnknownSection, file, message)
+        .at_line(line)
+        .in_section(name))
+}
+
+/// Why a single entry was rejected, before it gets its location.
+enum EntryError {
+    Value(Expected),
+    UnknownKey(&'static [&'static str]),
+}
+
+impl From<Expected> for EntryError {
+    fn from(e: Expected) -> Self {
+        EntryError::Value(e)
+    }
+}
+
+impl EntryError {
+    fn into_error(self, file: &str, e: &Entry) -> ConfigError {
+        let err = match self {
+            EntryError::Value(expected) if e.value.trim().is_empty() => ConfigError::new(
+                ErrorKind::EmptyValue,
+                file,
+                format!("expected {}, got an empty value", expected.0),
+            ),
+            EntryError::Value(expected) => ConfigError::new(
+                ErrorKind::InvalidValue,
+                file,
+                format!("expected {}, got {:?}", expected.0, e.value),
+            ),
+            EntryError::UnknownKey(known) => {
+                let shown = |k: &str| match &e.pool {
+                    Some(pool) => format!("{pool}[{k}]"),
+                    None => k.to_owned(),
+                };
+                let message = match value::did_you_mean(&e.key, known.iter().copied()) {
+                    Some(k) => format!("unknown key (did you mean {}?)", shown(k)),
+                    None => format!("unknown key; expected one of {}", known.join(", ")),
+                };
+                ConfigError::new(ErrorKind::UnknownKey, file, message)
+            }
+        };
+        located(err, e)
+    }
+}
+
+type EntryResult = std::result::Result<(), EntryError>;
+
+fn app(app: &mut AppConfig, e: &Entry) -> EntryResult {
+    let v = e.value.as_str();
+    match e.key.as_str() {
+        "env" => app.env = Env::parse_word(v)?,
+        "url" => app.url = url(v)?,
+        "log_level" => {
+            app.log_level = non_empty(v, "a tracing filter such as info or rondo=debug,info")?
+        }
+        "log_format" => app.log_format = LogFormat::parse_word(v)?,
+        _ => return Err(EntryError::UnknownKey(APP_KEYS)),
+    }
+    Ok(())
+}
+
+fn http(http: &mut HttpConfig, e: &Entry) -> EntryResult {
+    let v = e.value.as_str();
+    match e.key.as_str() {
+        "host" => http.host = host(v)?,
+        "port" => http.port = value::int(v, 0, u16::MAX)?,
+        "max_header_bytes" => http.max_header_bytes = value::size_in(v, KIB, MIB)?,
+        "max_headers" => http.max_headers = value::count(v, 1, 1000)?,
+        "max_body_bytes" => http.max_body_bytes = value::size_in(v, 0, GIB)?,
+        "header_read_timeout" => http.header_read_timeout = value::positive_duration(v)?,
+        "request_timeout" => http.request_timeout = value::positive_duration(v)?,
+        "shutdown_timeout" => http.shutdown_timeout = value::duration(v)?,
+        "http2" => http.http2 = value::boolean(v)?,
+        _ => return Err(EntryError::UnknownKey(HTTP_KEYS)),
+    }
+    Ok(())
+}
+
+fn session(s: &mut SessionConfig, e: &Entry) -> EntryResult {
+    let v = e.value.as_str();
+    match e.key.as_str() {
+        "store" => s.store = StoreKind::parse_word(v)?,
+        "cookie_name" => s.cookie_name = cookie_name(v)?,
+        "cookie_lifespan" => s.cookie_lifespan = value::positive_duration(v)?,
+        "cookie_samesite" => s.cookie_samesite = SameSite::parse_word(v)?,
+        "cookie_secure" => s.cookie_secure = CookieSecure::parse_word(v)?,
+        "cookie_path" => s.cookie_path = cookie_path(v)?,
+        "cookie_domain" => s.cookie_domain = cookie_domain(v)?,
+        "redis_connection_pool" => {
+            s.redis_connection_pool = non_empty(v, "the name of a [redis] pool")?
+        }
+        "idle_timeout" => s.idle_timeout = value::optional_duration(v)?,
+        "max_lifetime" => s.max_lifetime = value::optional_duration(v)?,
+        "refresh_interval" => s.refresh_interval = value::duration(v)?,
+        "persist" => s.persist = PersistMode::parse_word(v)?,
+        "max_size" => s.max_size = value::size_in(v, KIB, u64::MAX)?,
+        "actor_idle_timeout" => s.actor_idle_timeout = value::positive_duration(v)?,
+        "max_actors" => s.max_actors = value::count(v, 1, usize::MAX)?,
+        _ => return Err(EntryError::UnknownKey(SESSION_KEYS)),
+    }
+    Ok(())
+}
+
+fn redis(file: &str, config: &mut Config, e: &Entry) -> Result<()> {
+    let Some(name) = &e.pool else {
+        let msg = "expected `pool[key] = value` in [redis], such as default[host] = 127.0.0.1";
+        return Err(located(ConfigError::new(ErrorKind::Syntax, file, msg), e));
+    };
+    let pool = config
+        .redis
+        .entry(name.clone())
+        .or_insert_with(|| RedisPoolConfig::named(name));
+    redis_key(pool, e).map_err(|err| err.into_error(file, e))
+}
+
+fn redis_key(pool: &mut RedisPoolConfig, e: &Entry) -> EntryResult {
+    let v = e.value.as_str();
+    match e.key.as_str() {
+        "host" => pool.host = host(v)?,
+        "port" => pool.port = value::int(v, 1, u16::MAX)?,
+        "username" => pool.username = optional(v),
+        "password" => pool.password = optional(v),
+        "db_index" => pool.db_index = value::int(v, 0, 1_000_000)?,
+        "prefix" => pool.prefix = v.to_owned(),
+        "pool_size" => pool.pool_size = value::int(v, 1, 1024)?,
+        "pool_prefill" => pool.pool_prefill = value::boolean(v)?,
+        "timeout" => pool.timeout = value::positive_duration(v)?,
+        _ => return Err(EntryError::UnknownKey(REDIS_KEYS)),
+    }
+    Ok(())
+}
+
+fn cross_check(config: &Config, lines: &HashMap<&str, usize>) -> Result<()> {
+    let s = &config.session;
+    let at = |err: ConfigError, key: &str| {
+        let err = err.in_section("session").for_key(key);
+        match lines.get(key) {
+            Some(line) => err.at_line(*line),
+            None => err,
+        }
+    };
+    if s.store == StoreKind::Redis && !config.redis.contains_key(&s.redis_connection_pool) {
+        let pool = &s.redis_connection_pool;
+        let message = format!(
+            "no Redis pool named {pool:?} in [redis]; expected a pool such as \
+             {pool}[host] = 127.0.0.1 (or set store = memory)"
+        );
+        let err = ConfigError::new(ErrorKind::MissingPool, &config.origin, message);
+        return Err(at(err, "redis_connection_pool"));
+    }
+    if s.cookie_samesite == SameSite::None && s.cookie_secure == CookieSecure::Never {
+        let message = "cookie_samesite = none requires a Secure cookie (browsers reject it \
+                       otherwise); expected cookie_secure = true or auto, got false";
+        let err = ConfigError::new(ErrorKind::Conflict, &config.origin, message);
+        return Err(at(err, "cookie_samesite"));
+    }
+    if s.cookie_samesite == SameSite::None && !s.secure(&config.app) {
+        tracing::warn!(
+            file = %config.origin,
+            "[session] cookie_samesite = none with cookie_secure = auto and a plain http:// \
+             [app] url: the cookie will not be Secure and browsers will reject it"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(section: &str, pool: Option<&str>, key: &str, value: &str) -> Entry {
+        let pool = pool.map(str::to_owned);
+        Entry {
+            line: 1,
+            section: section.into(),
+            pool,
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Every listed key is accepted by its section (no drift between the
+    /// lists used for did-you-mean and the match arms).
+    #[test]
+    fn key_lists_match_parsers() {
+        let sample = |key: &str| match key {
+            "env" => "production",
+            "url" => "https://x",
+            "log_format" => "json",
+            "store" => "memory",
+            "cookie_samesite" => "strict",
+            "cookie_secure" => "true",
+            "persist" => "before_response",
+            "cookie_path" => "/",
+            "http2" | "pool_prefill" => "yes",
+            "max_header_bytes" | "max_size" => "2k",
+            "host" | "cookie_domain" => "localhost",
+            _ => "5",
+        };
+        let mut config = Config::default();
+        for k in APP_KEYS {
+            assert!(
+                app(&mut config.app, &entry("app", None, k, sample(k))).is_ok(),
+                "{k}"
+            );
+        }
+        for k in HTTP_KEYS {
+            assert!(
+                http(&mut config.http, &entry("http", None, k, sample(k))).is_ok(),
+                "{k}"
+            );
+        }
+        for k in SESSION_KEYS {
+            assert!(
+                session(&mut config.session, &entry("session", None, k, sample(k))).is_ok(),
+                "{k}"
+            );
+        }
+        for k in REDIS_KEYS {
+            assert!(
+                redis("f", &mut config, &entry("redis", Some("p"), k, sample(k))).is_ok(),
+                "{k}"
+            );
+        }
+    }
+}
