@@ -42,7 +42,9 @@ fn config_path() -> Result<String, String> {
             println!("usage: example-app [--config FILE]   (default: config.ini)");
             std::process::exit(0);
         } else {
-            return Err(format!("unknown argument {arg:?} (usage: example-app [--config FILE])"));
+            return Err(format!(
+                "unknown argument {arg:?} (usage: example-app [--config FILE])"
+            ));
         }
     }
     Ok(path)

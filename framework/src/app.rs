@@ -27,7 +27,10 @@ pub struct Limits {
 
 impl From<&HttpConfig> for Limits {
     fn from(http: &HttpConfig) -> Self {
-        Self { max_body_bytes: http.max_body_bytes, request_timeout: http.request_timeout }
+        Self {
+            max_body_bytes: http.max_body_bytes,
+            request_timeout: http.request_timeout,
+        }
     }
 }
 
@@ -163,7 +166,10 @@ impl App {
             middleware: self.middleware,
             limits,
         };
-        (AppContext(Arc::new(inner)), ShutdownHooks(self.shutdown_hooks))
+        (
+            AppContext(Arc::new(inner)),
+            ShutdownHooks(self.shutdown_hooks),
+        )
     }
 }
 
@@ -204,7 +210,11 @@ impl AppContext {
 
     /// A clone of the singleton of type `T`, if registered.
     pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.0.state.get(&TypeId::of::<T>())?.downcast_ref::<T>().cloned()
+        self.0
+            .state
+            .get(&TypeId::of::<T>())?
+            .downcast_ref::<T>()
+            .cloned()
     }
 
     pub(crate) fn middleware(&self) -> &[Arc<dyn Middleware>] {
@@ -212,11 +222,21 @@ impl AppContext {
     }
 
     /// Answers one request: middleware, routing, extraction, controller, finishers.
+    ///
+    /// A panic anywhere in there (middleware included) becomes a 500 for this request only.
     pub async fn handle(&self, req: Request) -> Response {
         if self.0.middleware.is_empty() {
-            self.route(req).await
-        } else {
-            Next::new(self.clone()).run(req).await
+            return self.route(req).await;
+        }
+        let head = RequestHead::new(req.method(), req.headers());
+        let chain = std::panic::AssertUnwindSafe(Next::new(self.clone()).run(req));
+        match chain.catch_unwind().await {
+            Ok(response) => response,
+            Err(_panic) => {
+                tracing::error!("middleware panicked");
+                ErrorPage::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+                    .respond(&head)
+            }
         }
     }
 
@@ -246,7 +266,8 @@ impl AppContext {
         let timed = tokio::time::timeout(self.0.limits.request_timeout, guarded);
         // A controller that panicked or ran out of time did not finish its work: what it
         // deferred (a session's half-made changes) is discarded, not persisted.
-        crate::scope::run(async move {
+        let answer_head = head.clone();
+        crate::scope::run(&answer_head, async move {
             match timed.await {
                 Ok(Ok(response)) => response,
                 Ok(Err(_panic)) => {

@@ -35,7 +35,10 @@ enum Inner {
 impl Body {
     /// An empty body.
     pub fn empty() -> Self {
-        Self { inner: Inner::Empty, after_sent: None }
+        Self {
+            inner: Inner::Empty,
+            after_sent: None,
+        }
     }
 
     /// A body holding `bytes`.
@@ -44,7 +47,10 @@ impl Body {
         if bytes.is_empty() {
             return Self::empty();
         }
-        Self { inner: Inner::Full(Some(bytes)), after_sent: None }
+        Self {
+            inner: Inner::Full(Some(bytes)),
+            after_sent: None,
+        }
     }
 
     /// Runs `hook` once this body is dropped: after hyper has written it, or when the
@@ -97,7 +103,10 @@ impl fmt::Debug for Body {
 
 impl From<Incoming> for Body {
     fn from(incoming: Incoming) -> Self {
-        Self { inner: Inner::Incoming(incoming), after_sent: None }
+        Self {
+            inner: Inner::Incoming(incoming),
+            after_sent: None,
+        }
     }
 }
 

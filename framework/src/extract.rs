@@ -91,7 +91,10 @@ impl Rejection {
 impl Responder for Rejection {
     fn respond(self, head: &RequestHead) -> Response {
         if let Self::MissingState(type_name) = &self {
-            tracing::error!(state = type_name, "State<T> requested but never registered with App::state");
+            tracing::error!(
+                state = type_name,
+                "State<T> requested but never registered with App::state"
+            );
         }
         ErrorPage::new(self.status(), self.to_string()).respond(head)
     }
@@ -156,7 +159,9 @@ impl<T: DeserializeOwned + Send> FromRequestParts for Path<T> {
     async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Rejection> {
         let empty = PathParams::default();
         let params = parts.extensions.get::<PathParams>().unwrap_or(&empty);
-        path::deserialize(params).map(Path).map_err(Rejection::InvalidPath)
+        path::deserialize(params)
+            .map(Path)
+            .map_err(Rejection::InvalidPath)
     }
 }
 
@@ -192,7 +197,10 @@ impl<T: Clone + Send + Sync + 'static> FromRequestParts for State<T> {
 impl FromRequestParts for HeaderMap {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _app: &AppContext,
+    ) -> Result<Self, Self::Rejection> {
         Ok(parts.headers.clone())
     }
 }
@@ -200,7 +208,10 @@ impl FromRequestParts for HeaderMap {
 impl FromRequestParts for Method {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _app: &AppContext,
+    ) -> Result<Self, Self::Rejection> {
         Ok(parts.method.clone())
     }
 }
@@ -208,17 +219,28 @@ impl FromRequestParts for Method {
 impl FromRequestParts for Uri {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _app: &AppContext) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _app: &AppContext,
+    ) -> Result<Self, Self::Rejection> {
         Ok(parts.uri.clone())
     }
 }
 
 /// Whether the request's `Content-Type` is `expected` or, for JSON, a `+json` type.
 fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(value) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let media = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     media == expected || (expected == "application/json" && media.ends_with("+json"))
 }
 
@@ -247,13 +269,17 @@ impl<T: DeserializeOwned + Send> FromRequest for Json<T> {
 
     async fn from_request(req: Request, app: &AppContext) -> Result<Self, Rejection> {
         if !has_media_type(req.headers(), "application/json") {
-            return Err(Rejection::UnsupportedMediaType { expected: "application/json" });
+            return Err(Rejection::UnsupportedMediaType {
+                expected: "application/json",
+            });
         }
         let bytes = read_body(req, app.limits().max_body_bytes).await?;
-        serde_json::from_slice(&bytes).map(Json).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => Rejection::JsonData(e.to_string()),
-            _ => Rejection::InvalidJson(e.to_string()),
-        })
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => Rejection::JsonData(e.to_string()),
+                _ => Rejection::InvalidJson(e.to_string()),
+            })
     }
 }
 
@@ -292,4 +318,3 @@ impl FromRequest for String {
         String::from_utf8(bytes.into()).map_err(|_| Rejection::InvalidUtf8)
     }
 }
-

@@ -22,7 +22,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// `Args` only tells the implementations for different arities apart.
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// Extracts the arguments, runs the controller and turns its answer into a response.
-    fn call(&self, req: Request, app: AppContext, head: RequestHead) -> BoxFuture<'static, Response>;
+    fn call(
+        &self,
+        req: Request,
+        app: AppContext,
+        head: RequestHead,
+    ) -> BoxFuture<'static, Response>;
 }
 
 /// A type-erased handler, as the router stores it.
@@ -39,7 +44,12 @@ where
     Fut: Future<Output = R> + Send + 'static,
     R: Responder,
 {
-    fn call(&self, _req: Request, _app: AppContext, head: RequestHead) -> BoxFuture<'static, Response> {
+    fn call(
+        &self,
+        _req: Request,
+        _app: AppContext,
+        head: RequestHead,
+    ) -> BoxFuture<'static, Response> {
         let future = self();
         Box::pin(async move { future.await.respond(&head) })
     }

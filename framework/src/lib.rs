@@ -20,6 +20,8 @@
 //! - [`middleware`]: code around every request; [`RequestLog`].
 //! - [`scope`]: work deferred until the controller has answered.
 //! - [`body`]: the one [`Body`] type of requests and responses.
+//! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily.
+//! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 
 pub mod app;
 pub mod body;
@@ -27,10 +29,12 @@ pub mod config;
 pub mod extract;
 pub mod handler;
 pub mod middleware;
+pub mod redis_pool;
 pub mod respond;
 mod routing;
 pub mod scope;
 pub mod server;
+pub mod session;
 
 pub use app::{App, AppContext};
 pub use body::Body;
@@ -41,6 +45,7 @@ pub use middleware::{Middleware, Next, RequestLog};
 pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
+pub use session::{CsrfForm, Session, SessionError, SessionManager};
 
 /// Re-exported so applications name the same `http` types the framework uses.
 pub use http;

@@ -34,7 +34,10 @@ impl Next {
         let app = self.app;
         match app.middleware().get(self.index).cloned() {
             Some(middleware) => {
-                let next = Next { app, index: self.index + 1 };
+                let next = Next {
+                    app,
+                    index: self.index + 1,
+                };
                 middleware.handle(req, next).await
             }
             None => app.route(req).await,

@@ -64,6 +64,7 @@ impl MethodRoutes {
 pub struct RouteError(String);
 
 /// What the router found for a request.
+#[allow(clippy::enum_variant_names)] // NotFound reads better than Missing here
 pub(crate) enum Found<'a> {
     /// A handler, with the route pattern and decoded parameters.
     Handler(&'a BoxedHandler, &'a str, PathParams),
@@ -81,7 +82,12 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn add(&mut self, method: Method, pattern: &str, handler: BoxedHandler) -> Result<(), RouteError> {
+    pub(crate) fn add(
+        &mut self,
+        method: Method,
+        pattern: &str,
+        handler: BoxedHandler,
+    ) -> Result<(), RouteError> {
         let index = match self.routes.iter().position(|(p, _)| p == pattern) {
             Some(index) => index,
             None => {
@@ -89,12 +95,15 @@ impl Router {
                 self.paths
                     .insert(pattern, index)
                     .map_err(|e| RouteError(format!("{pattern}: {e}")))?;
-                self.routes.push((pattern.to_owned(), MethodRoutes::default()));
+                self.routes
+                    .push((pattern.to_owned(), MethodRoutes::default()));
                 index
             }
         };
         let (_, routes) = &mut self.routes[index];
-        routes.add(method, handler).map_err(|e| RouteError(format!("{pattern}: {}", e.0)))
+        routes
+            .add(method, handler)
+            .map_err(|e| RouteError(format!("{pattern}: {}", e.0)))
     }
 
     pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_> {

@@ -12,12 +12,17 @@ use std::cell::RefCell;
 use std::future::Future;
 
 use crate::handler::BoxFuture;
+use crate::respond::RequestHead;
 use crate::Response;
 
 /// Work to do once the controller has answered.
 pub trait Finisher: Send + 'static {
-    /// Runs with the controller's response.
-    fn finish(self: Box<Self>, response: &mut Response) -> BoxFuture<'_, ()>;
+    /// Runs with the controller's response; `head` is the request's, for error answers.
+    fn finish<'a>(
+        self: Box<Self>,
+        head: &'a RequestHead,
+        response: &'a mut Response,
+    ) -> BoxFuture<'a, ()>;
 }
 
 tokio::task_local! {
@@ -28,7 +33,9 @@ tokio::task_local! {
 ///
 /// Returns `false` (and drops the finisher) outside a request, e.g. in a background task.
 pub fn defer(finisher: impl Finisher) -> bool {
-    SCOPE.try_with(|scope| scope.borrow_mut().push(Box::new(finisher))).is_ok()
+    SCOPE
+        .try_with(|scope| scope.borrow_mut().push(Box::new(finisher)))
+        .is_ok()
 }
 
 /// Drops everything deferred so far in the current request.
@@ -38,7 +45,7 @@ pub(crate) fn discard() {
 }
 
 /// Runs `controller` inside a fresh scope, then runs what it deferred with its response.
-pub(crate) async fn run<F>(controller: F) -> Response
+pub(crate) async fn run<F>(head: &RequestHead, controller: F) -> Response
 where
     F: Future<Output = Response> + Send,
 {
@@ -50,7 +57,7 @@ where
         })
         .await;
     for finisher in finishers {
-        finisher.finish(&mut response).await;
+        finisher.finish(head, &mut response).await;
     }
     response
 }

@@ -54,7 +54,11 @@ pub async fn bind(http: &HttpConfig) -> io::Result<TcpListener> {
 /// rondo::serve(listener, app, rondo::shutdown_signal()).await
 /// # }
 /// ```
-pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
     let (context, hooks) = app.into_context();
     let http = context.config().http.clone();
@@ -84,14 +88,26 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         // Small responses should leave at once, not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         let context = context.clone();
-        let service = service_fn(move |req: hyper::Request<Incoming>| {
-            let context = context.clone();
-            async move { Ok::<_, Infallible>(context.handle(req.map(Body::from)).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let (sniff, header_timeout) = (http.http2, http.header_read_timeout);
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            // The auto builder's HTTP/1-or-2 sniffing read has no timeout of its own; a client
+            // that connects and stays silent must not hold a task forever.
+            if sniff
+                && !matches!(
+                    tokio::time::timeout(header_timeout, preface(&stream)).await,
+                    Ok(true)
+                )
+            {
+                return;
+            }
+            let service = service_fn(move |req: hyper::Request<Incoming>| {
+                let context = context.clone();
+                async move { Ok::<_, Infallible>(context.handle(req.map(Body::from)).await) }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
@@ -100,14 +116,34 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     drop(listener);
     let deadline = Instant::now() + http.shutdown_timeout;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
-    if tokio::time::timeout_at(deadline.into(), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout_at(deadline.into(), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown deadline passed with requests still in flight");
     }
-    if tokio::time::timeout_at(deadline.into(), hooks.run()).await.is_err() {
+    if tokio::time::timeout_at(deadline.into(), hooks.run())
+        .await
+        .is_err()
+    {
         tracing::error!("shutdown deadline passed before the shutdown hooks finished");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2 (or closed: `false`).
+async fn preface(stream: &tokio::net::TcpStream) -> bool {
+    const H2: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n >= H2.len() || buf[..n] != H2[..n] => return true,
+            // A partial HTTP/2 preface: peek would return at once again, so wait a little.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
 }
 
 fn connection_builder(http: &HttpConfig) -> auto::Builder<TokioExecutor> {

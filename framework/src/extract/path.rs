@@ -235,7 +235,10 @@ mod tests {
         }
         assert_eq!(
             deserialize::<Item>(&params(&[("sku", "A-1"), ("qty", "3")])),
-            Ok(Item { sku: "A-1".into(), qty: 3 })
+            Ok(Item {
+                sku: "A-1".into(),
+                qty: 3
+            })
         );
     }
 

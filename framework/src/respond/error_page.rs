@@ -22,7 +22,11 @@ pub struct ErrorPage {
 impl ErrorPage {
     /// An error page with this status and message.
     pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, message: message.into(), headers: HeaderMap::new() }
+        Self {
+            status,
+            message: message.into(),
+            headers: HeaderMap::new(),
+        }
     }
 
     /// Adds `Retry-After: seconds` (for 503 answers).
@@ -94,7 +98,10 @@ mod tests {
 
     fn head(accept: &str) -> RequestHead {
         let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_str(accept).unwrap_or(HeaderValue::from_static("")));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_str(accept).unwrap_or(HeaderValue::from_static("")),
+        );
         RequestHead::new(&Method::GET, &headers)
     }
 
@@ -112,7 +119,8 @@ mod tests {
         let page = ErrorPage::new(StatusCode::BAD_REQUEST, "<script>");
         let response = page.respond(&head("text/html"));
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let body = std::str::from_utf8(response.body().as_bytes().unwrap_or_default()).map(str::to_owned);
+        let body =
+            std::str::from_utf8(response.body().as_bytes().unwrap_or_default()).map(str::to_owned);
         let body = body.unwrap_or_default();
         assert!(body.contains("&lt;script&gt;"), "{body}");
     }

@@ -38,7 +38,10 @@ pub struct RequestHead {
 impl RequestHead {
     /// Captures the head of a request.
     pub fn new(method: &Method, headers: &HeaderMap) -> Self {
-        Self { method: method.clone(), accept: headers.get(ACCEPT).cloned() }
+        Self {
+            method: method.clone(),
+            accept: headers.get(ACCEPT).cloned(),
+        }
     }
 
     /// The request method.
@@ -143,7 +146,9 @@ impl<R: Responder> Responder for (StatusCode, HeaderMap, R) {
 /// Builds a response with a body and a content type.
 pub(crate) fn with_body(content_type: &'static str, body: Body) -> Response {
     let mut response = Response::new(body);
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

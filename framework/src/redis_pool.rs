@@ -1,0 +1,249 @@
+//! Named Redis connection pools from `[redis] name[key]` entries.
+//!
+//! Each pool is a bb8 pool of bb8-redis multiplexed connections, built the first time it is
+//! asked for. A connection is checked out for one operation only: the caller clones the
+//! multiplexed handle and gives the pooled one back at once, so concurrent operations
+//! pipeline over few sockets instead of queueing for a connection each.
+//!
+//! Redis connections do not notice by themselves that the server went away, and a pool that
+//! kept them would fail forever after a Redis restart. So every handle shares a "broken" flag
+//! with its pooled connection: an I/O error or a timeout sets it, and the pool then drops the
+//! connection at its next check-out (a flag check, not a PING round trip) and opens a new one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bb8_redis::RedisConnectionManager;
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+use redis::RedisError;
+
+use crate::config::RedisPoolConfig;
+
+/// A pool could not be created or a connection could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// `[redis]` has no pool of that name.
+    #[error("no Redis pool named {0:?} in [redis]")]
+    UnknownPool(String),
+    /// The connection settings are not valid.
+    #[error("invalid Redis settings for pool {pool:?}: {source}")]
+    Config {
+        /// The pool's name.
+        pool: String,
+        /// What the client said.
+        source: RedisError,
+    },
+    /// No connection within the pool's timeout: Redis is down, slow, or the pool is exhausted.
+    #[error("Redis pool {pool:?} unavailable: {message}")]
+    Unavailable {
+        /// The pool's name.
+        pool: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// bb8-redis' manager, plus the broken flag described in the module docs.
+struct Manager {
+    inner: RedisConnectionManager,
+}
+
+/// A pooled connection and its broken flag.
+struct Pooled {
+    conn: MultiplexedConnection,
+    broken: Arc<AtomicBool>,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Pooled;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Pooled, RedisError> {
+        let conn = bb8::ManageConnection::connect(&self.inner).await?;
+        Ok(Pooled {
+            conn,
+            broken: Arc::default(),
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Pooled) -> Result<(), RedisError> {
+        if conn.broken.load(Ordering::Relaxed) {
+            Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "connection marked broken",
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        conn.broken.load(Ordering::Relaxed)
+    }
+}
+
+/// One named pool.
+#[derive(Clone)]
+pub struct RedisPool {
+    pool: bb8::Pool<Manager>,
+    config: Arc<RedisPoolConfig>,
+}
+
+impl std::fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPool")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl RedisPool {
+    /// Builds the pool. With `pool_prefill` it opens every connection now and fails if Redis
+    /// cannot be reached; otherwise connections open on first use.
+    ///
+    /// # Errors
+    ///
+    /// Invalid settings, or (with `pool_prefill`) Redis unreachable.
+    pub async fn new(config: &RedisPoolConfig) -> Result<Self, PoolError> {
+        let inner =
+            RedisConnectionManager::new(config.url()).map_err(|source| PoolError::Config {
+                pool: config.name.clone(),
+                source,
+            })?;
+        let builder = bb8::Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(config.timeout)
+            // The broken flag replaces bb8-redis' PING on every check-out.
+            .test_on_check_out(true);
+        let manager = Manager { inner };
+        let pool = if config.pool_prefill {
+            builder
+                .min_idle(Some(config.pool_size))
+                .build(manager)
+                .await
+                .map_err(|e| PoolError::Unavailable {
+                    pool: config.name.clone(),
+                    message: e.to_string(),
+                })?
+        } else {
+            builder.build_unchecked(manager)
+        };
+        Ok(Self {
+            pool,
+            config: Arc::new(config.clone()),
+        })
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &RedisPoolConfig {
+        &self.config
+    }
+
+    /// Checks a connection out for one operation and returns it to the pool at once; the
+    /// handle stays usable because multiplexed connections are shared.
+    ///
+    /// # Errors
+    ///
+    /// No connection within `timeout`.
+    pub async fn conn(&self) -> Result<RedisConn, PoolError> {
+        let pooled = self.pool.get().await.map_err(|e| PoolError::Unavailable {
+            pool: self.config.name.clone(),
+            message: match e {
+                bb8::RunError::TimedOut => {
+                    format!("no connection within {:?}", self.config.timeout)
+                }
+                bb8::RunError::User(err) => err.to_string(),
+            },
+        })?;
+        Ok(RedisConn {
+            conn: pooled.conn.clone(),
+            broken: pooled.broken.clone(),
+            timeout: self.config.timeout,
+        })
+    }
+
+    /// Connections open and idle, for readiness and metrics.
+    pub fn state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+}
+
+/// A connection for one operation, with the pool's command timeout.
+pub struct RedisConn {
+    conn: MultiplexedConnection,
+    broken: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+impl RedisConn {
+    /// Runs one command or script invocation built by `op`, bounded by the pool's timeout.
+    /// A timeout or an I/O error marks the connection broken so the pool replaces it.
+    ///
+    /// # Errors
+    ///
+    /// The command failed or did not answer in time (then the text says so).
+    pub async fn run<T, F, Fut>(&mut self, op: F) -> Result<T, String>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        match tokio::time::timeout(self.timeout, op(self.conn.clone())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() {
+                    self.broken.store(true, Ordering::Relaxed);
+                }
+                Err(err.to_string())
+            }
+            Err(_elapsed) => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(format!("no answer within {:?}", self.timeout))
+            }
+        }
+    }
+}
+
+/// The app's named pools, each created on first use.
+#[derive(Default)]
+pub struct RedisPools {
+    configs: BTreeMap<String, RedisPoolConfig>,
+    /// Pools built so far; a short lock, never held across the build's await.
+    pools: Mutex<HashMap<String, RedisPool>>,
+}
+
+impl RedisPools {
+    /// Pools for `[redis]`'s entries; nothing connects yet.
+    pub fn new(configs: BTreeMap<String, RedisPoolConfig>) -> Self {
+        Self {
+            configs,
+            pools: Mutex::default(),
+        }
+    }
+
+    /// The pool named `name`, built on first use.
+    ///
+    /// # Errors
+    ///
+    /// No such pool in `[redis]`, invalid settings, or (with `pool_prefill`) Redis down.
+    pub async fn get(&self, name: &str) -> Result<RedisPool, PoolError> {
+        if let Some(pool) = self.pools.lock().get(name) {
+            return Ok(pool.clone());
+        }
+        let config = self
+            .configs
+            .get(name)
+            .ok_or_else(|| PoolError::UnknownPool(name.to_owned()))?;
+        let pool = RedisPool::new(config).await?;
+        // Two first uses may race: keep whichever was stored first.
+        Ok(self
+            .pools
+            .lock()
+            .entry(name.to_owned())
+            .or_insert(pool)
+            .clone())
+    }
+}

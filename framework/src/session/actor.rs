@@ -1,0 +1,720 @@
+//! Session actors: one owner per live session on this node, and the registry that finds them.
+//!
+//! Every operation on a session, from requests, background work and the persist path, is a
+//! message to the session's actor. The actor is the only writer of its copy of the session:
+//! it applies changes in arrival order, answers reads from memory, and commits pending
+//! changes to the store as one versioned delta. When another server committed first, the
+//! commit conflicts; the actor reloads and replays its pending changes (re-running `update`
+//! closures on the fresh value) and commits again. That is what makes `update` exact across
+//! servers, and coalescing is free: whatever queued up while a commit was in flight is
+//! committed together by the next one.
+//!
+//! Shape (Alice Ryhl's "Actors with Tokio"): the private [`Actor`] owns the receiver and the
+//! state; callers hold an [`ActorRef`] (a bounded `mpsc::Sender`); requests carry a
+//! `oneshot` reply. Actors never send to each other or to callers' channels, so bounded
+//! channels cannot deadlock in a cycle. An actor ends after `actor_idle_timeout` without
+//! messages once nothing is pending, or at shutdown after a final commit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::id::StoreKey;
+use super::manager::Shared;
+use super::store::{unix_now, Commit, Delta, Loaded, Record, StoreError};
+use super::SessionError;
+
+/// Messages queued per actor; requests on one session rarely number more than a few at a
+/// time, and a full queue only makes senders wait (back-pressure), it never drops anything.
+const MAILBOX: usize = 256;
+/// A commit that keeps conflicting this many times in a row gives up with 503.
+const MAX_CONFLICTS: usize = 32;
+/// Shards of the registry, so that unrelated sessions do not contend on one lock.
+const SHARDS: usize = 64;
+
+/// A closure for `update`: old value in, new value out (`None` removes the key). It may run
+/// more than once (again after a conflict), so it must not have side effects.
+pub(crate) type UpdateFn =
+    Box<dyn FnMut(Option<&Bytes>) -> Result<Option<Bytes>, SessionError> + Send>;
+
+/// A blind change to session data.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Set(String, Bytes),
+    Remove(String),
+    Clear,
+}
+
+/// What a request sees when it first touches a session.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) data: Arc<HashMap<String, Bytes>>,
+    /// The cookie's expiry should be refreshed (and the store's TTL with it).
+    pub(crate) refresh_due: bool,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
+
+/// An `update` waiting for its commit: its reply (taken once answered) and its current value.
+type UpdateWaiter = (
+    Option<Reply<Option<Bytes>>>,
+    Result<Option<Bytes>, SessionError>,
+);
+
+pub(crate) enum Msg {
+    /// A request's first touch: the current data, or `None` when the session does not exist.
+    Open { reply: Reply<Option<Snapshot>> },
+    /// Changes from a request, applied in memory now, committed at the next flush.
+    Apply { ops: Vec<Op> },
+    /// Commit what is pending; reply (if asked) once it is stored.
+    Flush { reply: Option<Reply<()>> },
+    /// Read-modify-write of one key, answered with the committed value.
+    Update {
+        ops: Vec<Op>,
+        key: String,
+        f: UpdateFn,
+        reply: Reply<Option<Bytes>>,
+    },
+    /// Commit, then move the record to a new key; this actor's session is then gone.
+    Regenerate {
+        ops: Vec<Op>,
+        to: StoreKey,
+        reply: Reply<()>,
+    },
+    /// Delete the record; this actor's session is then gone.
+    Destroy { reply: Reply<()> },
+}
+
+/// A change waiting for its commit.
+enum Pending {
+    Op(Op),
+    Update {
+        key: String,
+        f: UpdateFn,
+        waiter: usize,
+    },
+}
+
+/// The stored record as the actor last saw it.
+#[derive(Default)]
+struct Base {
+    data: Arc<HashMap<String, Bytes>>,
+    version: u64,
+    created: u64,
+    refreshed: u64,
+}
+
+/// A handle to a session actor.
+#[derive(Clone)]
+pub(crate) struct ActorRef {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl ActorRef {
+    /// Sends `msg`; gives it back if the actor has ended.
+    pub(crate) async fn send(&self, msg: Msg) -> Result<(), Msg> {
+        self.tx.send(msg).await.map_err(|e| e.0)
+    }
+
+    /// Sends without waiting; gives the message back if the mailbox is full or closed.
+    pub(crate) fn try_send(&self, msg: Msg) -> Result<(), Msg> {
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+        })
+    }
+}
+
+/// The live actors of this node, by store key.
+pub(crate) struct Registry {
+    shards: Vec<Mutex<HashMap<StoreKey, (u64, ActorRef)>>>,
+    live: AtomicUsize,
+    next_generation: AtomicU64,
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            live: AtomicUsize::new(0),
+            next_generation: AtomicU64::new(1),
+        }
+    }
+
+    fn shard(&self, key: &StoreKey) -> &Mutex<HashMap<StoreKey, (u64, ActorRef)>> {
+        // Store keys end in hex digits of a hash: already uniformly spread.
+        let tail = key.as_str().as_bytes().iter().rev().take(4);
+        let n = tail.fold(0usize, |acc, b| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(*b))
+        });
+        &self.shards[n % SHARDS]
+    }
+
+    /// Live actors on this node.
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// The actor for `key`, spawned if there is none. `fresh` marks a session created by
+    /// this request, which the store cannot know yet.
+    pub(crate) fn get_or_spawn(
+        &self,
+        shared: &Arc<Shared>,
+        key: &StoreKey,
+        fresh: bool,
+    ) -> ActorRef {
+        let mut shard = self.shard(key).lock();
+        if let Some((_, actor)) = shard.get(key) {
+            if !actor.tx.is_closed() {
+                return actor.clone();
+            }
+        }
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(MAILBOX);
+        let actor = ActorRef { tx };
+        // Over the bound, the actor still serves its caller but is not shared; correctness
+        // does not depend on sharing (versions keep separate actors exact, as across servers).
+        let registered = self.live.load(Ordering::Relaxed) < shared.settings.max_actors;
+        if registered {
+            shard.insert(key.clone(), (generation, actor.clone()));
+        }
+        drop(shard);
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let state = Actor::new(
+            shared.clone(),
+            key.clone(),
+            generation,
+            rx,
+            fresh,
+            registered,
+        );
+        shared.tracker.spawn(state.run());
+        actor
+    }
+
+    fn remove(&self, key: &StoreKey, generation: u64) {
+        let mut shard = self.shard(key).lock();
+        if shard.get(key).is_some_and(|(g, _)| *g == generation) {
+            shard.remove(key);
+        }
+    }
+}
+
+struct Actor {
+    shared: Arc<Shared>,
+    key: StoreKey,
+    generation: u64,
+    registered: bool,
+    rx: mpsc::Receiver<Msg>,
+    /// `None` until the first load.
+    base: Option<Base>,
+    /// `base` with `pending` applied: what this node's requests see.
+    data: Arc<HashMap<String, Bytes>>,
+    pending: Vec<Pending>,
+    /// Created on this node and not committed yet: a store miss is expected, not "gone".
+    fresh: bool,
+    /// Destroyed, rotated away, expired or never existed: every later message is refused.
+    gone: bool,
+    touch_due: bool,
+    /// Results of the `update`s in `pending`, by waiter index.
+    updates: Vec<UpdateWaiter>,
+    flushes: Vec<Reply<()>>,
+    flush_requested: bool,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Actor {
+    fn new(
+        shared: Arc<Shared>,
+        key: StoreKey,
+        generation: u64,
+        rx: mpsc::Receiver<Msg>,
+        fresh: bool,
+        registered: bool,
+    ) -> Self {
+        Self {
+            shared,
+            key,
+            generation,
+            registered,
+            rx,
+            base: fresh.then(Base::default),
+            data: Arc::default(),
+            pending: Vec::new(),
+            fresh,
+            gone: false,
+            touch_due: false,
+            updates: Vec::new(),
+            flushes: Vec::new(),
+            flush_requested: false,
+            retry_at: None,
+            backoff: Duration::from_millis(50),
+        }
+    }
+
+    async fn run(mut self) {
+        let idle = if self.registered {
+            self.shared.settings.actor_idle_timeout
+        } else {
+            Duration::from_millis(1)
+        };
+        let closing = self.shared.closing.clone();
+        loop {
+            let retry = self.retry_at;
+            let first = tokio::select! {
+                msg = self.rx.recv() => msg,
+                () = tokio::time::sleep(idle), if self.pending.is_empty() => None,
+                () = sleep_until(retry), if retry.is_some() => {
+                    self.flush_requested = true;
+                    self.commit_pending().await;
+                    continue;
+                }
+                () = closing.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            while batch.len() < MAILBOX {
+                match self.rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch).await;
+            if self.gone {
+                break;
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Leaves the registry, serves what is still queued, and makes a last commit.
+    async fn finish(&mut self) {
+        if self.registered {
+            self.shared.registry.remove(&self.key, self.generation);
+        }
+        self.rx.close();
+        let mut rest = Vec::new();
+        while let Ok(msg) = self.rx.try_recv() {
+            rest.push(msg);
+        }
+        if !rest.is_empty() {
+            self.process(rest).await;
+        }
+        // Shutdown or idle end with changes still pending: keep trying until they are stored
+        // or the server's shutdown deadline drops this task (then `Drop` logs what was lost).
+        while !self.gone && !self.pending.is_empty() {
+            self.flush_requested = true;
+            self.commit_pending().await;
+            if !self.pending.is_empty() {
+                tokio::time::sleep(self.backoff).await;
+            }
+        }
+    }
+
+    async fn process(&mut self, batch: Vec<Msg>) {
+        let opens = batch.iter().any(|m| matches!(m, Msg::Open { .. }));
+        let needs_data = batch.iter().any(|m| !matches!(m, Msg::Destroy { .. }));
+        // A request that starts now must see every write committed before it, on any server.
+        if !self.gone && needs_data && (self.base.is_none() || opens) {
+            if let Err(err) = self.reload().await {
+                self.fail_batch(batch, &err);
+                return;
+            }
+        }
+        for msg in batch {
+            self.handle(msg).await;
+        }
+        if self.flush_requested || self.updates.iter().any(|(w, _)| w.is_some()) {
+            self.commit_pending().await;
+        }
+    }
+
+    /// Answers a whole batch with `err` when the store could not even be read; blind changes
+    /// are kept for a later commit.
+    fn fail_batch(&mut self, batch: Vec<Msg>, err: &SessionError) {
+        for msg in batch {
+            match msg {
+                Msg::Open { reply } => drop(reply.send(Err(err.clone()))),
+                Msg::Apply { ops } => self.pending.extend(ops.into_iter().map(Pending::Op)),
+                Msg::Flush { reply } => {
+                    if let Some(reply) = reply {
+                        drop(reply.send(Err(err.clone())));
+                    }
+                }
+                Msg::Update { reply, .. } => drop(reply.send(Err(err.clone()))),
+                Msg::Regenerate { reply, .. } | Msg::Destroy { reply } => {
+                    drop(reply.send(Err(err.clone())))
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            self.schedule_retry();
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        if self.gone {
+            return refuse(msg);
+        }
+        match msg {
+            Msg::Open { reply } => {
+                let exists = self.fresh || self.base.as_ref().is_some_and(|b| b.version > 0);
+                let snapshot = exists.then(|| Snapshot {
+                    data: self.data.clone(),
+                    refresh_due: self.touch_due,
+                });
+                drop(reply.send(Ok(snapshot)));
+            }
+            Msg::Apply { ops } => self.apply_ops(ops),
+            Msg::Flush { reply } => {
+                self.flush_requested = true;
+                if let Some(reply) = reply {
+                    self.flushes.push(reply);
+                }
+            }
+            Msg::Update {
+                ops,
+                key,
+                mut f,
+                reply,
+            } => {
+                self.apply_ops(ops);
+                match f(self.data.get(&key)) {
+                    Ok(value) => {
+                        set(&mut self.data, &key, value.clone());
+                        let waiter = self.updates.len();
+                        self.updates.push((Some(reply), Ok(value)));
+                        self.pending.push(Pending::Update { key, f, waiter });
+                    }
+                    Err(err) => drop(reply.send(Err(err))),
+                }
+            }
+            Msg::Regenerate { ops, to, reply } => {
+                self.apply_ops(ops);
+                self.flush_requested = true;
+                self.commit_pending().await;
+                if !self.pending.is_empty() {
+                    drop(reply.send(Err(SessionError::Unavailable(
+                        "session could not be saved".into(),
+                    ))));
+                    return;
+                }
+                let moved = self.shared.store.rename(&self.key, &to).await;
+                drop(reply.send(match moved {
+                    Ok(true) => {
+                        self.gone = true;
+                        Ok(())
+                    }
+                    Ok(false) => Err(SessionError::Gone),
+                    Err(err) => Err(err.into()),
+                }));
+            }
+            Msg::Destroy { reply } => {
+                let result = self
+                    .shared
+                    .store
+                    .delete(&self.key)
+                    .await
+                    .map_err(SessionError::from);
+                if result.is_ok() {
+                    self.mark_gone();
+                }
+                drop(reply.send(result));
+            }
+        }
+    }
+
+    fn apply_ops(&mut self, ops: Vec<Op>) {
+        for op in ops {
+            apply(&mut self.data, &op);
+            self.pending.push(Pending::Op(op));
+        }
+    }
+
+    /// Reads the store and rebuilds `data` as the stored record plus pending changes.
+    async fn reload(&mut self) -> Result<(), SessionError> {
+        let known = self.base.as_ref().map_or(0, |b| b.version);
+        let loaded = match self.shared.store.load(&self.key, known).await {
+            Ok(loaded) => loaded,
+            Err(StoreError::Corrupt(why)) => {
+                tracing::warn!(session = %self.tag(), reason = %why, "corrupt session record dropped; the client gets a fresh session");
+                self.shared.store.delete(&self.key).await?;
+                Loaded::Missing
+            }
+            Err(err) => return Err(err.into()),
+        };
+        match loaded {
+            Loaded::Unchanged => {}
+            Loaded::Missing if self.fresh && known == 0 => {}
+            Loaded::Missing => self.mark_gone(),
+            Loaded::Record(record) => self.rebase(record),
+        }
+        if let Some(base) = &self.base {
+            let now = unix_now();
+            if base.version > 0 {
+                if self.shared.settings.expired(base.created, now) {
+                    tracing::debug!(session = %self.tag(), "session reached its maximum lifetime");
+                    self.shared.store.delete(&self.key).await?;
+                    self.mark_gone();
+                } else if now.saturating_sub(base.refreshed)
+                    >= self.shared.settings.refresh_interval.as_secs()
+                {
+                    self.touch_due = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rebase(&mut self, record: Record) {
+        let Record {
+            data,
+            version,
+            created,
+            refreshed,
+        } = record;
+        let base = Base {
+            data: Arc::new(data),
+            version,
+            created,
+            refreshed,
+        };
+        self.data = base.data.clone();
+        self.base = Some(base);
+        self.fresh = false;
+        self.replay();
+    }
+
+    /// Re-applies pending changes on top of `base`, re-running update closures.
+    fn replay(&mut self) {
+        self.data = self
+            .base
+            .as_ref()
+            .map(|b| b.data.clone())
+            .unwrap_or_default();
+        let mut kept = Vec::with_capacity(self.pending.len());
+        for pending in std::mem::take(&mut self.pending) {
+            match pending {
+                Pending::Op(op) => {
+                    apply(&mut self.data, &op);
+                    kept.push(Pending::Op(op));
+                }
+                Pending::Update { key, mut f, waiter } => match f(self.data.get(&key)) {
+                    Ok(value) => {
+                        set(&mut self.data, &key, value.clone());
+                        self.updates[waiter].1 = Ok(value);
+                        kept.push(Pending::Update { key, f, waiter });
+                    }
+                    Err(err) => {
+                        if let Some(reply) = self.updates[waiter].0.take() {
+                            drop(reply.send(Err(err)));
+                        }
+                    }
+                },
+            }
+        }
+        self.pending = kept;
+    }
+
+    fn mark_gone(&mut self) {
+        self.gone = true;
+        let dropped = self
+            .pending
+            .iter()
+            .filter(|p| matches!(p, Pending::Op(_)))
+            .count();
+        if dropped > 0 {
+            tracing::info!(session = %self.tag(), changes = dropped, "session ended elsewhere; its pending changes are dropped");
+        }
+        self.pending.clear();
+        self.answer(Err(SessionError::Gone));
+    }
+
+    /// Commits pending changes (or refreshes the expiry), resolving conflicts by reloading.
+    async fn commit_pending(&mut self) {
+        self.flush_requested = false;
+        self.retry_at = None;
+        for _ in 0..MAX_CONFLICTS {
+            if self.gone {
+                return;
+            }
+            let Some(base) = &self.base else {
+                return self.answer(Ok(()));
+            };
+            let delta = self.delta(base);
+            let now = unix_now();
+            let Some(ttl) = self.shared.settings.ttl(base.created, now) else {
+                self.shared.store.delete(&self.key).await.ok();
+                return self.mark_gone();
+            };
+            if delta.is_empty() {
+                self.pending.clear();
+                if self.touch_due && base.version > 0 {
+                    match self.shared.store.touch(&self.key, ttl, now).await {
+                        Ok(true) => {
+                            self.touch_due = false;
+                            if let Some(base) = &mut self.base {
+                                base.refreshed = now;
+                            }
+                        }
+                        Ok(false) => return self.mark_gone(),
+                        Err(err) => {
+                            tracing::debug!(session = %self.tag(), error = %err, "expiry refresh failed")
+                        }
+                    }
+                }
+                return self.answer(Ok(()));
+            }
+            match self
+                .shared
+                .store
+                .commit(&self.key, &delta, base.version, ttl, now)
+                .await
+            {
+                Ok(Commit::Done { version }) => {
+                    let created = if base.created == 0 { now } else { base.created };
+                    self.base = Some(Base {
+                        data: self.data.clone(),
+                        version,
+                        created,
+                        refreshed: now,
+                    });
+                    self.pending.clear();
+                    self.fresh = false;
+                    self.touch_due = false;
+                    self.backoff = Duration::from_millis(50);
+                    return self.answer(Ok(()));
+                }
+                Ok(Commit::Conflict) => {
+                    if let Err(err) = self.reload().await {
+                        return self.fail_commit(err);
+                    }
+                }
+                Err(err) => return self.fail_commit(err.into()),
+            }
+        }
+        self.fail_commit(SessionError::Unavailable(
+            "too many concurrent writers".into(),
+        ));
+    }
+
+    /// The changed keys between `base` and `data`, among those pending changes touched.
+    fn delta(&self, base: &Base) -> Delta {
+        let mut touched: HashSet<&str> = HashSet::new();
+        for pending in &self.pending {
+            match pending {
+                Pending::Op(Op::Set(k, _) | Op::Remove(k)) | Pending::Update { key: k, .. } => {
+                    touched.insert(k);
+                }
+                Pending::Op(Op::Clear) => touched.extend(base.data.keys().map(String::as_str)),
+            }
+        }
+        let mut delta = Delta::default();
+        for key in touched {
+            match (base.data.get(key), self.data.get(key)) {
+                (old, Some(new)) if old != Some(new) => {
+                    delta.set.push((key.to_owned(), new.clone()))
+                }
+                (Some(_), None) => delta.remove.push(key.to_owned()),
+                _ => {}
+            }
+        }
+        delta
+    }
+
+    /// The commit failed: waiters hear why, unacknowledged updates are dropped, blind changes
+    /// (already acknowledged to their clients) stay pending and are retried with backoff.
+    fn fail_commit(&mut self, err: SessionError) {
+        tracing::warn!(session = %self.tag(), error = %err, "session commit failed");
+        self.pending.retain(|p| matches!(p, Pending::Op(_)));
+        self.answer(Err(err));
+        self.replay();
+        if !self.pending.is_empty() {
+            self.schedule_retry();
+        }
+    }
+
+    fn schedule_retry(&mut self) {
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+    }
+
+    /// Answers every waiting flush and update.
+    fn answer(&mut self, outcome: Result<(), SessionError>) {
+        for reply in self.flushes.drain(..) {
+            drop(reply.send(outcome.clone()));
+        }
+        for (reply, value) in self.updates.drain(..) {
+            if let Some(reply) = reply {
+                drop(reply.send(outcome.clone().and(value)));
+            }
+        }
+    }
+
+    fn tag(&self) -> String {
+        self.key.as_str().chars().rev().take(8).collect()
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        self.shared.registry.live.fetch_sub(1, Ordering::Relaxed);
+        let lost = self
+            .pending
+            .iter()
+            .filter(|p| matches!(p, Pending::Op(_)))
+            .count();
+        if lost > 0 {
+            tracing::error!(session = %self.tag(), changes = lost, "session changes could not be written before exit");
+        }
+    }
+}
+
+fn refuse(msg: Msg) {
+    match msg {
+        Msg::Open { reply } => drop(reply.send(Ok(None))),
+        Msg::Apply { .. } | Msg::Flush { reply: None } => {}
+        Msg::Flush { reply: Some(reply) } => drop(reply.send(Ok(()))),
+        Msg::Update { reply, .. } => drop(reply.send(Err(SessionError::Gone))),
+        Msg::Regenerate { reply, .. } => drop(reply.send(Err(SessionError::Gone))),
+        Msg::Destroy { reply } => drop(reply.send(Ok(()))),
+    }
+}
+
+fn apply(data: &mut Arc<HashMap<String, Bytes>>, op: &Op) {
+    match op {
+        Op::Set(k, v) => set(data, k, Some(v.clone())),
+        Op::Remove(k) => set(data, k, None),
+        Op::Clear => {
+            if !data.is_empty() {
+                *data = Arc::default();
+            }
+        }
+    }
+}
+
+fn set(data: &mut Arc<HashMap<String, Bytes>>, key: &str, value: Option<Bytes>) {
+    match value {
+        Some(v) => {
+            Arc::make_mut(data).insert(key.to_owned(), v);
+        }
+        None => {
+            if data.contains_key(key) {
+                Arc::make_mut(data).remove(key);
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

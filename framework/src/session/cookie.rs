@@ -1,0 +1,152 @@
+//! The session cookie: reading the id from `Cookie`, building `Set-Cookie` from `[session]`.
+
+use std::time::Duration;
+
+use cookie::{Cookie, SameSite};
+use http::HeaderMap;
+
+use super::id::SessionId;
+use crate::config::{self, Config};
+
+/// Cookie attributes, from `[session]` and `[app] url`.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieSettings {
+    pub(crate) name: String,
+    pub(crate) lifespan: Duration,
+    same_site: SameSite,
+    secure: bool,
+    path: String,
+    domain: Option<String>,
+}
+
+impl CookieSettings {
+    pub(crate) fn from_config(config: &Config) -> Self {
+        let session = &config.session;
+        Self {
+            name: session.cookie_name.clone(),
+            lifespan: session.cookie_lifespan,
+            same_site: match session.cookie_samesite {
+                config::SameSite::Lax => SameSite::Lax,
+                config::SameSite::Strict => SameSite::Strict,
+                config::SameSite::None => SameSite::None,
+            },
+            secure: session.secure(&config.app) || session.cookie_name.starts_with("__Host-"),
+            path: if session.cookie_name.starts_with("__Host-") {
+                "/".into()
+            } else {
+                session.cookie_path.clone()
+            },
+            domain: if session.cookie_name.starts_with("__Host-") {
+                None
+            } else {
+                session.cookie_domain.clone()
+            },
+        }
+    }
+
+    /// The first session id in the request's cookies that has Rondo's shape.
+    ///
+    /// Several `Cookie` headers and several cookies of the same name (set for other paths)
+    /// are allowed; malformed pairs are skipped, never an error.
+    pub(crate) fn read(&self, headers: &HeaderMap) -> Option<SessionId> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name.trim() == self.name)
+                    .then(|| SessionId::parse(value.trim().trim_matches('"')))?
+            })
+            .next()
+    }
+
+    /// `Set-Cookie` for `id`, living `max_age` (the lifespan, or less near the absolute
+    /// lifetime).
+    pub(crate) fn set(&self, id: &SessionId, max_age: Duration) -> String {
+        let mut cookie = self.base(id.as_str().to_owned());
+        cookie.set_max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ));
+        cookie.encoded().to_string()
+    }
+
+    /// `Set-Cookie` that makes the browser forget the session cookie.
+    pub(crate) fn expire(&self) -> String {
+        let mut cookie = self.base(String::new());
+        cookie.make_removal();
+        cookie.encoded().to_string()
+    }
+
+    fn base(&self, value: String) -> Cookie<'static> {
+        let mut cookie = Cookie::new(self.name.clone(), value);
+        cookie.set_http_only(true);
+        cookie.set_secure(self.secure);
+        cookie.set_same_site(self.same_site);
+        cookie.set_path(self.path.clone());
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn settings(ini: &str) -> CookieSettings {
+        let config = Config::parse_str(&format!("{ini}\n[session]\nstore = memory\n"), "t.ini");
+        CookieSettings::from_config(&config.expect("valid config"))
+    }
+
+    #[test]
+    fn set_cookie_has_every_attribute() {
+        let s = settings("[app]\nurl = https://shop.example\n");
+        let id = SessionId::parse(&"a".repeat(43)).expect("valid id");
+        let header = s.set(&id, Duration::from_secs(86400));
+        for part in [
+            "dmsession=aaaa",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=86400",
+        ] {
+            assert!(header.contains(part), "{part} missing in {header}");
+        }
+        let plain =
+            settings("[app]\nurl = http://127.0.0.1:8080\n").set(&id, Duration::from_secs(5));
+        assert!(!plain.contains("Secure"), "{plain}");
+    }
+
+    #[test]
+    fn removal_expires_the_cookie() {
+        let header = settings("").expire();
+        assert!(header.contains("Max-Age=0"), "{header}");
+        assert!(header.contains("dmsession=;"), "{header}");
+    }
+
+    #[test]
+    fn reads_the_first_valid_id_among_many_cookies() {
+        let s = settings("");
+        let good = "b".repeat(43);
+        let mut headers = HeaderMap::new();
+        let value = format!("x=1; dmsession=bad; junk; dmsession={good}; y=2");
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_str(&value).expect("ascii"),
+        );
+        assert_eq!(
+            s.read(&headers).map(|id| id.as_str().to_owned()),
+            Some(good)
+        );
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_static("dmsession=../../etc"),
+        );
+        assert_eq!(s.read(&headers), None);
+    }
+}

@@ -1,0 +1,678 @@
+//! [`Session`]: what controllers and background jobs use.
+//!
+//! A handle is lazy: until the first read nothing is loaded and no store connection is
+//! taken, and a request that never reads or writes sends nothing to the store. Reads are
+//! answered from the handle's own changes first, then from the snapshot the session's actor
+//! gave it. `put`/`remove`/`clear` are recorded locally and handed to the actor when the
+//! controller has answered; `update` goes to the actor at once and returns the committed
+//! value.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, SET_COOKIE};
+use http::request::Parts;
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::actor::{ActorRef, Msg, Op, UpdateFn};
+use super::id::{SessionId, StoreKey};
+use super::manager::SessionManager;
+use super::SessionError;
+use crate::app::AppContext;
+use crate::config::PersistMode;
+use crate::extract::FromRequestParts;
+use crate::handler::BoxFuture;
+use crate::respond::{RequestHead, Responder};
+use crate::scope::Finisher;
+use crate::Response;
+
+/// Session keys holding flash values are `_flash:{key}`; this one lists the keys to drop at
+/// the end of the next request that opens the session.
+const FLASH_OLD: &str = "_flash.old";
+
+/// What the response must say about the cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CookieAction {
+    Set,
+    Expire,
+}
+
+#[derive(Default)]
+struct State {
+    /// The current id; `None` for a session that does not exist (yet).
+    id: Option<SessionId>,
+    /// The id names a live session (stored, or created on this node).
+    exists: bool,
+    /// The actor's data as of the first touch; `None` until then.
+    opened: Option<Arc<HashMap<String, Bytes>>>,
+    refresh_due: bool,
+    actor: Option<(StoreKey, ActorRef)>,
+    /// This handle's changes, for its own reads: `None` is a removal.
+    local: HashMap<String, Option<Bytes>>,
+    cleared: bool,
+    /// Changes not yet handed to the actor, in order.
+    ops: Vec<Op>,
+    cookie: Option<CookieAction>,
+    /// Keys flashed by this request.
+    flashed: Vec<String>,
+}
+
+struct Inner {
+    manager: SessionManager,
+    state: Mutex<State>,
+}
+
+/// A session, as a controller argument (lazy) or from [`SessionManager::open`].
+///
+/// Values are anything serde can handle; they are stored as MessagePack. Keys starting with
+/// `_` are reserved for the framework (flash values, CSRF tokens).
+///
+/// # Examples
+///
+/// ```
+/// use rondo::{Json, Session, SessionError};
+///
+/// async fn me(session: Session) -> Result<Json<Option<String>>, SessionError> {
+///     Ok(Json(session.get::<String>("user").await?))
+/// }
+///
+/// async fn log_in(session: Session, Json(user): Json<String>) -> Result<&'static str, SessionError> {
+///     session.regenerate().await?; // a new id on privilege change
+///     session.put("user", &user)?; // persisted after the response
+///     Ok("welcome")
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.inner.state.lock();
+        f.debug_struct("Session")
+            .field("id", &state.id)
+            .field("exists", &state.exists)
+            .finish()
+    }
+}
+
+fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Bytes, SessionError> {
+    rmp_serde::to_vec_named(value)
+        .map(Bytes::from)
+        .map_err(|e| SessionError::Encode {
+            key: key.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, SessionError> {
+    rmp_serde::from_slice(bytes).map_err(|e| SessionError::Decode {
+        key: key.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn user_key(key: &str) -> Result<&str, SessionError> {
+    if key.starts_with('_') {
+        Err(SessionError::ReservedKey(key.to_owned()))
+    } else {
+        Ok(key)
+    }
+}
+
+fn actor_ended(_: oneshot::error::RecvError) -> SessionError {
+    SessionError::Unavailable("session actor ended".into())
+}
+
+impl Session {
+    pub(crate) fn new(manager: SessionManager, id: Option<SessionId>, in_request: bool) -> Self {
+        let session = Self {
+            inner: Arc::new(Inner {
+                manager,
+                state: Mutex::new(State {
+                    id,
+                    ..State::default()
+                }),
+            }),
+        };
+        if in_request {
+            crate::scope::defer(SessionFinisher(session.clone()));
+        }
+        session
+    }
+
+    /// The session id, once the session exists (a new session gets one on its first write).
+    /// Never log it: it is the client's credential. Its `Display` is a safe hash.
+    pub fn id(&self) -> Option<SessionId> {
+        let state = self.inner.state.lock();
+        state.exists.then(|| state.id.clone()).flatten()
+    }
+
+    /// Whether the session exists in the store (loading it if needed).
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached.
+    pub async fn exists(&self) -> Result<bool, SessionError> {
+        self.open().await?;
+        Ok(self.inner.state.lock().exists)
+    }
+
+    /// The value at `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached, or the stored value is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let key = user_key(key)?;
+        self.raw_get(key)
+            .await?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+    }
+
+    /// Sets `key` to `value`; visible to this request at once, to later requests on this node
+    /// once the controller has answered, and stored after the response is sent.
+    ///
+    /// # Errors
+    ///
+    /// The value cannot be encoded, the key is reserved, or the session would exceed
+    /// `[session] max_size`.
+    pub fn put<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
+        let key = user_key(key)?;
+        let bytes = encode(key, value)?;
+        self.raw_put(key, bytes)
+    }
+
+    /// Removes `key`.
+    ///
+    /// # Errors
+    ///
+    /// The key is reserved.
+    pub fn remove(&self, key: &str) -> Result<(), SessionError> {
+        let key = user_key(key)?;
+        let mut state = self.inner.state.lock();
+        state.local.insert(key.to_owned(), None);
+        state.ops.push(Op::Remove(key.to_owned()));
+        Ok(())
+    }
+
+    /// Removes every key, the framework's own included. The session (and its id) stays.
+    pub fn clear(&self) {
+        let mut state = self.inner.state.lock();
+        state.local.clear();
+        state.cleared = true;
+        state.ops.push(Op::Clear);
+    }
+
+    /// Whether `key` has a value.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached.
+    pub async fn contains(&self, key: &str) -> Result<bool, SessionError> {
+        Ok(self.raw_get(user_key(key)?).await?.is_some())
+    }
+
+    /// The keys with values, sorted; the framework's own (`_`...) are left out.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached.
+    pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
+        let data = self.open().await?;
+        let state = self.inner.state.lock();
+        let mut keys: Vec<String> = if state.cleared {
+            Vec::new()
+        } else {
+            data.keys().cloned().collect()
+        };
+        for (k, v) in &state.local {
+            match v {
+                Some(_) if !keys.contains(k) => keys.push(k.clone()),
+                None => keys.retain(|x| x != k),
+                Some(_) => {}
+            }
+        }
+        keys.retain(|k| !k.starts_with('_'));
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Atomically replaces the value at `key` with `f(old)` and returns the committed value.
+    ///
+    /// Exact under any concurrency, on one server or many: two requests adding to a basket
+    /// at once both land. `f` may run more than once (again after another server's write),
+    /// so it must only compute.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached or written, a value could not be encoded or decoded,
+    /// or the session ended meanwhile.
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, SessionError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnMut(Option<T>) -> T + Send + 'static,
+    {
+        let key = user_key(key)?.to_owned();
+        let name = key.clone();
+        let limit = self.inner.manager.shared.settings.max_size;
+        let update: UpdateFn = Box::new(move |old| {
+            let old = old.map(|bytes| decode::<T>(&name, bytes)).transpose()?;
+            let new = encode(&name, &f(old))?;
+            if new.len() > limit {
+                return Err(SessionError::TooLarge {
+                    size: new.len(),
+                    limit,
+                });
+            }
+            Ok(Some(new))
+        });
+        let (key_in_store, actor) = self.ensure().await?;
+        let ops = std::mem::take(&mut self.inner.state.lock().ops);
+        let (reply, answer) = oneshot::channel();
+        let msg = Msg::Update {
+            ops,
+            key: key.clone(),
+            f: update,
+            reply,
+        };
+        self.send(&key_in_store, &actor, msg).await?;
+        let value = answer.await.map_err(actor_ended)??;
+        self.inner
+            .state
+            .lock()
+            .local
+            .insert(key.clone(), value.clone());
+        match value {
+            Some(bytes) => decode(&key, &bytes),
+            None => Err(SessionError::Gone),
+        }
+    }
+
+    /// Gives the session a new id, keeping its data; the old id stops working at once. Call
+    /// it when privileges change (log in) so a planted id is worthless.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached or written.
+    pub async fn regenerate(&self) -> Result<(), SessionError> {
+        self.open().await?;
+        let (key, actor, ops) = {
+            let mut state = self.inner.state.lock();
+            match (&state.actor, state.exists) {
+                (Some((key, actor)), true) => {
+                    (key.clone(), actor.clone(), std::mem::take(&mut state.ops))
+                }
+                // Nothing stored yet: the first write creates a new id anyway.
+                _ => return Ok(()),
+            }
+        };
+        let new_id = SessionId::generate().map_err(|e| SessionError::Random(e.to_string()))?;
+        let new_key = self.inner.manager.key(&new_id);
+        let (reply, answer) = oneshot::channel();
+        self.send(
+            &key,
+            &actor,
+            Msg::Regenerate {
+                ops,
+                to: new_key.clone(),
+                reply,
+            },
+        )
+        .await?;
+        let result = answer.await.map_err(actor_ended)?;
+        let mut state = self.inner.state.lock();
+        match result {
+            Ok(()) => {
+                let shared = &self.inner.manager.shared;
+                state.actor = Some((new_key.clone(), shared.actor(&new_key, false)));
+                state.id = Some(new_id);
+                state.cookie = Some(CookieAction::Set);
+                Ok(())
+            }
+            Err(SessionError::Gone) => {
+                state.reset();
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Ends the session (log out): the record is deleted and the cookie expired. Later writes
+    /// in the same request start a new session with a new id.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached.
+    pub async fn destroy(&self) -> Result<(), SessionError> {
+        let id = self.inner.state.lock().id.clone();
+        if let Some(id) = id {
+            let key = self.inner.manager.key(&id);
+            let actor = self.actor_for(&key, false);
+            let (reply, answer) = oneshot::channel();
+            self.send(&key, &actor, Msg::Destroy { reply }).await?;
+            answer.await.map_err(actor_ended)??;
+        }
+        let mut state = self.inner.state.lock();
+        state.reset();
+        state.cookie = Some(CookieAction::Expire);
+        Ok(())
+    }
+
+    /// Stores a value readable by the next request that opens the session (and by this one),
+    /// then dropped: "item added" after a redirect.
+    ///
+    /// # Errors
+    ///
+    /// The value cannot be encoded or the session would grow too large.
+    pub fn flash<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
+        let bytes = encode(key, value)?;
+        self.raw_put(&format!("_flash:{key}"), bytes)?;
+        self.inner.state.lock().flashed.push(key.to_owned());
+        Ok(())
+    }
+
+    /// A flash value set by the previous request (or this one).
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached, or the value is not a `T`.
+    pub async fn flash_get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, SessionError> {
+        self.raw_get(&format!("_flash:{key}"))
+            .await?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+    }
+
+    /// Stores the changes made through this handle now and waits for the commit: Resonance's
+    /// `persistSession()`. Requests do this by themselves after the response.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be written.
+    pub async fn persist(&self) -> Result<(), SessionError> {
+        if let Some((key, actor)) = self.hand_over().await? {
+            let (reply, answer) = oneshot::channel();
+            self.send(&key, &actor, Msg::Flush { reply: Some(reply) })
+                .await?;
+            answer.await.map_err(actor_ended)??;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn raw_get(&self, key: &str) -> Result<Option<Bytes>, SessionError> {
+        {
+            let state = self.inner.state.lock();
+            if let Some(value) = state.local.get(key) {
+                return Ok(value.clone());
+            }
+            if state.cleared {
+                return Ok(None);
+            }
+        }
+        Ok(self.open().await?.get(key).cloned())
+    }
+
+    pub(crate) fn raw_put(&self, key: &str, bytes: Bytes) -> Result<(), SessionError> {
+        let limit = self.inner.manager.shared.settings.max_size;
+        let mut state = self.inner.state.lock();
+        let size = state.size_with(key, bytes.len());
+        if size > limit {
+            return Err(SessionError::TooLarge { size, limit });
+        }
+        state.local.insert(key.to_owned(), Some(bytes.clone()));
+        state.ops.push(Op::Set(key.to_owned(), bytes));
+        Ok(())
+    }
+
+    /// The first touch: asks the actor for the session's data (once per handle). An id the
+    /// store does not know is dropped here, so it is never adopted.
+    async fn open(&self) -> Result<Arc<HashMap<String, Bytes>>, SessionError> {
+        let id = {
+            let mut state = self.inner.state.lock();
+            if let Some(data) = &state.opened {
+                return Ok(data.clone());
+            }
+            match state.id.clone() {
+                Some(id) => id,
+                None => {
+                    let empty = Arc::new(HashMap::new());
+                    state.opened = Some(empty.clone());
+                    return Ok(empty);
+                }
+            }
+        };
+        let key = self.inner.manager.key(&id);
+        let actor = self.actor_for(&key, false);
+        let (reply, answer) = oneshot::channel();
+        self.send(&key, &actor, Msg::Open { reply }).await?;
+        let snapshot = answer.await.map_err(actor_ended)??;
+        let mut state = self.inner.state.lock();
+        if let Some(data) = &state.opened {
+            return Ok(data.clone());
+        }
+        match snapshot {
+            Some(snapshot) => {
+                state.exists = true;
+                state.refresh_due = snapshot.refresh_due;
+                state.opened = Some(snapshot.data.clone());
+                Ok(snapshot.data)
+            }
+            None => {
+                tracing::debug!(session = %id, "unknown session id refused");
+                state.id = None;
+                state.actor = None;
+                state.cookie.get_or_insert(CookieAction::Expire);
+                let empty = Arc::new(HashMap::new());
+                state.opened = Some(empty.clone());
+                Ok(empty)
+            }
+        }
+    }
+
+    /// The session's actor, creating the session (new id, new actor) if it does not exist.
+    async fn ensure(&self) -> Result<(StoreKey, ActorRef), SessionError> {
+        self.open().await?;
+        let mut state = self.inner.state.lock();
+        if let (true, Some(actor)) = (state.exists, &state.actor) {
+            return Ok(actor.clone());
+        }
+        let id = SessionId::generate().map_err(|e| SessionError::Random(e.to_string()))?;
+        let key = self.inner.manager.key(&id);
+        let actor = self.inner.manager.shared.actor(&key, true);
+        state.id = Some(id);
+        state.exists = true;
+        state.cookie = Some(CookieAction::Set);
+        state.actor = Some((key.clone(), actor.clone()));
+        Ok((key, actor))
+    }
+
+    fn actor_for(&self, key: &StoreKey, fresh: bool) -> ActorRef {
+        let mut state = self.inner.state.lock();
+        match &state.actor {
+            Some((k, actor)) if k == key => actor.clone(),
+            _ => {
+                let actor = self.inner.manager.shared.actor(key, fresh);
+                state.actor = Some((key.clone(), actor.clone()));
+                actor
+            }
+        }
+    }
+
+    /// Sends to the cached actor, or through the registry if that one has ended.
+    async fn send(&self, key: &StoreKey, actor: &ActorRef, msg: Msg) -> Result<(), SessionError> {
+        match actor.send(msg).await {
+            Ok(()) => Ok(()),
+            Err(msg) => self.inner.manager.shared.send(key, msg).await,
+        }
+    }
+
+    /// Hands unsent changes (and flash ageing) to the actor. Returns the actor when there is
+    /// something to commit or an expiry to refresh.
+    async fn hand_over(&self) -> Result<Option<(StoreKey, ActorRef)>, SessionError> {
+        let (mut ops, flashed, opened, refresh_due) = {
+            let mut state = self.inner.state.lock();
+            let ops = std::mem::take(&mut state.ops);
+            let flashed = std::mem::take(&mut state.flashed);
+            (
+                ops,
+                flashed,
+                state.opened.clone(),
+                state.refresh_due && state.exists,
+            )
+        };
+        if let Some(data) = opened.filter(|d| d.contains_key(FLASH_OLD)).or(None) {
+            age_flashes(&data, &flashed, &mut ops);
+        } else if !flashed.is_empty() {
+            ops.push(Op::Set(FLASH_OLD.to_owned(), encode(FLASH_OLD, &flashed)?));
+        }
+        if ops.is_empty() && !refresh_due {
+            return Ok(None);
+        }
+        let (key, actor) = self.ensure().await?;
+        if refresh_due {
+            self.inner
+                .state
+                .lock()
+                .cookie
+                .get_or_insert(CookieAction::Set);
+        }
+        if !ops.is_empty() {
+            self.send(&key, &actor, Msg::Apply { ops }).await?;
+        }
+        Ok(Some((key, actor)))
+    }
+
+    /// The response's cookie headers.
+    fn cookie_header(&self) -> Option<String> {
+        let state = self.inner.state.lock();
+        let cookie = &self.inner.manager.shared.settings.cookie;
+        match (state.cookie?, &state.id) {
+            (CookieAction::Set, Some(id)) if state.exists => Some(cookie.set(id, cookie.lifespan)),
+            (CookieAction::Expire, _) | (CookieAction::Set, None) => Some(cookie.expire()),
+            _ => None,
+        }
+    }
+
+    async fn finish(self, head: &RequestHead, response: &mut Response) {
+        let handed = match self.hand_over().await {
+            Ok(handed) => handed,
+            Err(err) => {
+                *response = err.respond(head);
+                return;
+            }
+        };
+        if let Some(header) = self
+            .cookie_header()
+            .and_then(|h| HeaderValue::from_str(&h).ok())
+        {
+            response.headers_mut().append(SET_COOKIE, header);
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        let Some((key, actor)) = handed else { return };
+        let shared = self.inner.manager.shared.clone();
+        match shared.settings.persist {
+            PersistMode::AfterResponse => response.body_mut().on_sent(move || {
+                if let Err(msg) = actor.try_send(Msg::Flush { reply: None }) {
+                    let tracker = shared.tracker.clone();
+                    tracker.spawn(async move { shared.send(&key, msg).await });
+                }
+            }),
+            PersistMode::BeforeResponse => {
+                let (reply, answer) = oneshot::channel();
+                let result = match self
+                    .send(&key, &actor, Msg::Flush { reply: Some(reply) })
+                    .await
+                {
+                    Ok(()) => answer.await.map_err(actor_ended).and_then(|r| r),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = result {
+                    *response = err.respond(head);
+                }
+            }
+        }
+    }
+}
+
+/// Drops the flash values of the previous request and remembers this request's.
+fn age_flashes(data: &HashMap<String, Bytes>, flashed: &[String], ops: &mut Vec<Op>) {
+    let old: Vec<String> = data
+        .get(FLASH_OLD)
+        .and_then(|b| rmp_serde::from_slice(b).ok())
+        .unwrap_or_default();
+    for key in old.iter().filter(|k| !flashed.contains(k)) {
+        ops.push(Op::Remove(format!("_flash:{key}")));
+    }
+    match encode(FLASH_OLD, flashed) {
+        Ok(bytes) if !flashed.is_empty() => ops.push(Op::Set(FLASH_OLD.to_owned(), bytes)),
+        _ => ops.push(Op::Remove(FLASH_OLD.to_owned())),
+    }
+}
+
+impl State {
+    /// Back to "no session": after destroy, or when the session ended elsewhere.
+    fn reset(&mut self) {
+        let cookie = self.cookie;
+        *self = State {
+            opened: Some(Arc::default()),
+            cookie,
+            ..State::default()
+        };
+    }
+
+    /// The session's size in bytes if `key` had a value of `len` bytes.
+    fn size_with(&self, key: &str, len: usize) -> usize {
+        let mut size = key.len() + len;
+        if !self.cleared {
+            if let Some(data) = &self.opened {
+                size += data
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != key && !self.local.contains_key(k.as_str()))
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            }
+        }
+        size + self
+            .local
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .filter_map(|(k, v)| v.as_ref().map(|v| k.len() + v.len()))
+            .sum::<usize>()
+    }
+}
+
+/// Runs after the controller: hands changes over, sets the cookie, arranges the commit.
+struct SessionFinisher(Session);
+
+impl Finisher for SessionFinisher {
+    fn finish<'a>(
+        self: Box<Self>,
+        head: &'a RequestHead,
+        response: &'a mut Response,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(self.0.finish(head, response))
+    }
+}
+
+impl FromRequestParts for Session {
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppContext) -> Result<Self, SessionError> {
+        let manager = app
+            .state::<SessionManager>()
+            .ok_or(SessionError::NoManager)?;
+        Ok(manager.start_parts(parts))
+    }
+}

@@ -1,0 +1,149 @@
+//! Session stores: where session records live between requests.
+//!
+//! A record is a map of data keys to MessagePack bytes plus a version. Every change is a
+//! [`Delta`] (changed keys only) committed on the condition that the stored version is still
+//! the one the writer read; a mismatch is a [`Commit::Conflict`] and the writer reloads and
+//! replays. That one rule is what keeps concurrent writers on several servers exact.
+//!
+//! Two stores share one contract and one test suite: [`RedisStore`] (shared, durable) and
+//! [`MemoryStore`] (in-process, for development and tests).
+
+mod memory;
+mod redis;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::id::StoreKey;
+use crate::handler::BoxFuture;
+
+/// A stored session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record {
+    /// Data keys and their MessagePack-encoded values.
+    pub data: HashMap<String, Bytes>,
+    /// Bumped by every data commit; 0 means "not stored".
+    pub version: u64,
+    /// When the session was first stored (Unix seconds), for the absolute lifetime.
+    pub created: u64,
+    /// When its expiry was last refreshed (Unix seconds), for sliding expiry.
+    pub refreshed: u64,
+}
+
+/// What [`SessionStore::load`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loaded {
+    /// No such session (never stored, expired or deleted).
+    Missing,
+    /// The stored version is the one the caller already holds.
+    Unchanged,
+    /// The whole record.
+    Record(Record),
+}
+
+/// Changed keys of one commit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delta {
+    /// Keys to set.
+    pub set: Vec<(String, Bytes)>,
+    /// Keys to remove.
+    pub remove: Vec<String>,
+}
+
+impl Delta {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The outcome of a conditional commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Applied; the record now has this version.
+    Done {
+        /// The new version.
+        version: u64,
+    },
+    /// The stored version was not the expected one (another writer, or the session is gone).
+    Conflict,
+}
+
+/// A store operation failed; the session layer answers 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had within the timeout (store down or pool exhausted).
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered, but not as expected.
+    #[error("session store error: {0}")]
+    Backend(String),
+    /// The stored record is not one Rondo wrote (corrupted or foreign data).
+    #[error("corrupt session record: {0}")]
+    Corrupt(String),
+}
+
+/// Storage for session records.
+///
+/// Implementations must make `commit` atomic: check the version, apply the delta, bump the
+/// version, set the expiry, all or nothing.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Loads a record; `known_version` lets the store answer [`Loaded::Unchanged`] without
+    /// sending the data again.
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        known_version: u64,
+    ) -> BoxFuture<'a, Result<Loaded, StoreError>>;
+
+    /// Applies `delta` if the stored version is `expected` (0: only if no record exists),
+    /// bumps the version, stamps `now` as refreshed (and as created for a new record) and
+    /// sets the expiry to `ttl`.
+    fn commit<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        delta: &'a Delta,
+        expected: u64,
+        ttl: Duration,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Commit, StoreError>>;
+
+    /// Refreshes the expiry of an existing record to `ttl` and stamps `now` as refreshed,
+    /// without touching its data or version. Returns whether the record exists.
+    fn touch<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+        now: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Deletes a record (a no-op when it does not exist).
+    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Moves a record to a new key (id rotation), keeping its data, version and expiry.
+    /// Returns `false` when `from` does not exist.
+    fn rename<'a>(
+        &'a self,
+        from: &'a StoreKey,
+        to: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Checks that the store answers (readiness).
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// A short name for logs: "redis" or "memory".
+    fn kind(&self) -> &'static str;
+}
+
+/// The current Unix time in seconds.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

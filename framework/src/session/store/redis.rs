@@ -1,0 +1,253 @@
+//! The Redis store: one hash per session, versioned commits in one round trip.
+//!
+//! Layout of `{prefix}session:{sha256(id)}`: a field `d:{key}` per data key (MessagePack
+//! bytes), `_v` the version, `_c` the creation time and `_r` the last expiry refresh (Unix
+//! seconds). Every operation is one Lua script (sent as EVALSHA), so a commit checks the
+//! version, applies the delta, bumps the version and sets the TTL atomically.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::{Script, Value};
+
+use super::{Commit, Delta, Loaded, Record, SessionStore, StoreError};
+use crate::handler::BoxFuture;
+use crate::redis_pool::{PoolError, RedisPool};
+use crate::session::id::StoreKey;
+
+/// 0 = missing, 1 = unchanged, else the HGETALL array.
+const LOAD: &str = r"
+local v = redis.call('HGET', KEYS[1], '_v')
+if not v then return 0 end
+if v == ARGV[1] then return 1 end
+return redis.call('HGETALL', KEYS[1])
+";
+
+/// ARGV: expected version, ttl ms, now, number of sets, then field/value pairs, then fields to
+/// delete. Returns the new version, or -1 on a version mismatch.
+const COMMIT: &str = r"
+local current = tonumber(redis.call('HGET', KEYS[1], '_v') or '0')
+if current ~= tonumber(ARGV[1]) then return -1 end
+local sets = tonumber(ARGV[4])
+local i = 5
+if sets > 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * sets))
+  i = 5 + 2 * sets
+end
+if i <= #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, i, #ARGV)) end
+if current == 0 then redis.call('HSET', KEYS[1], '_c', ARGV[3]) end
+redis.call('HSET', KEYS[1], '_v', current + 1, '_r', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return current + 1
+";
+
+/// ARGV: ttl ms, now. Returns 1 when the record exists.
+const TOUCH: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], '_r', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
+/// RENAME keeps the TTL; returns 0 when the source is gone.
+const RENAME: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+";
+
+/// Session records in Redis.
+pub struct RedisStore {
+    pool: RedisPool,
+    load: Script,
+    commit: Script,
+    touch: Script,
+    rename: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// A store on `pool`; keys get the pool's `prefix`.
+    pub fn new(pool: RedisPool) -> Self {
+        Self {
+            pool,
+            load: Script::new(LOAD),
+            commit: Script::new(COMMIT),
+            touch: Script::new(TOUCH),
+            rename: Script::new(RENAME),
+        }
+    }
+
+    /// The pool it uses.
+    pub fn pool(&self) -> &RedisPool {
+        &self.pool
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.conn().await.map_err(unavailable)?;
+        conn.run(|mut c| async move { invocation.invoke_async::<T>(&mut c).await })
+            .await
+            .map_err(StoreError::Unavailable)
+    }
+}
+
+fn unavailable(err: PoolError) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Turns HGETALL's flat array into a record; anything Rondo did not write is `Corrupt`.
+fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
+    fn text(value: &Value) -> Option<&[u8]> {
+        match value {
+            Value::BulkString(b) => Some(b),
+            Value::SimpleString(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+    fn number(raw: &[u8], name: &str) -> Result<u64, StoreError> {
+        std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("field {name} is not a number")))
+    }
+    let mut record = Record::default();
+    let mut iter = fields.iter();
+    while let (Some(name), Some(value)) = (iter.next(), iter.next()) {
+        let (Some(name), Some(value)) = (text(name), text(value)) else {
+            return Err(StoreError::Corrupt("unexpected value type".into()));
+        };
+        match name {
+            b"_v" => record.version = number(value, "_v")?,
+            b"_c" => record.created = number(value, "_c")?,
+            b"_r" => record.refreshed = number(value, "_r")?,
+            _ => match name.strip_prefix(b"d:") {
+                Some(key) => {
+                    let key = String::from_utf8(key.to_vec())
+                        .map_err(|_| StoreError::Corrupt("a data key is not UTF-8".into()))?;
+                    record.data.insert(key, Bytes::copy_from_slice(value));
+                }
+                None => return Err(StoreError::Corrupt("unknown field".into())),
+            },
+        }
+    }
+    if record.version == 0 {
+        return Err(StoreError::Corrupt("no version".into()));
+    }
+    Ok(record)
+}
+
+impl SessionStore for RedisStore {
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        known_version: u64,
+    ) -> BoxFuture<'a, Result<Loaded, StoreError>> {
+        Box::pin(async move {
+            let mut invocation = self.load.key(key.as_str());
+            invocation.arg(known_version);
+            match self.run::<Value>(invocation).await? {
+                Value::Int(0) => Ok(Loaded::Missing),
+                Value::Int(1) => Ok(Loaded::Unchanged),
+                Value::Array(fields) => parse_record(fields).map(Loaded::Record),
+                Value::Map(pairs) => {
+                    parse_record(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+                        .map(Loaded::Record)
+                }
+                other => Err(StoreError::Backend(format!(
+                    "unexpected load answer {other:?}"
+                ))),
+            }
+        })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        delta: &'a Delta,
+        expected: u64,
+        ttl: Duration,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Commit, StoreError>> {
+        Box::pin(async move {
+            let mut invocation = self.commit.key(key.as_str());
+            invocation
+                .arg(expected)
+                .arg(millis(ttl))
+                .arg(now)
+                .arg(delta.set.len());
+            for (k, v) in &delta.set {
+                invocation.arg(format!("d:{k}")).arg(v.as_ref());
+            }
+            for k in &delta.remove {
+                invocation.arg(format!("d:{k}"));
+            }
+            let version: i64 = self.run(invocation).await?;
+            Ok(u64::try_from(version).map_or(Commit::Conflict, |version| Commit::Done { version }))
+        })
+    }
+
+    fn touch<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        ttl: Duration,
+        now: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut invocation = self.touch.key(key.as_str());
+            invocation.arg(millis(ttl)).arg(now);
+            Ok(self.run::<i64>(invocation).await? == 1)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.conn().await.map_err(unavailable)?;
+            let key = key.as_str().to_owned();
+            conn.run(
+                |mut c| async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await },
+            )
+            .await
+            .map_err(StoreError::Unavailable)
+        })
+    }
+
+    fn rename<'a>(
+        &'a self,
+        from: &'a StoreKey,
+        to: &'a StoreKey,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut invocation = self.rename.key(from.as_str());
+            invocation.key(to.as_str());
+            Ok(self.run::<i64>(invocation).await? == 1)
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.conn().await.map_err(unavailable)?;
+            conn.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+                .await
+                .map(drop)
+                .map_err(StoreError::Unavailable)
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}

@@ -1,0 +1,128 @@
+//! Configuration errors and loading, through the public API only.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rondo::config::ErrorKind;
+use rondo::{Config, ConfigLoader};
+
+/// A file in the temp directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(contents: &str) -> TempFile {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("rondo-config-test-{}-{n}.ini", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// An unknown key on line 7 gives an error whose Display starts with `<path>:7:`, names the
+/// section and key, and whose `line()` is `Some(7)`.
+#[test]
+fn unknown_key_error_names_file_line_and_key() {
+    let file = TempFile::new(
+        "; a comment\n\
+         [app]\n\
+         env = development\n\
+         \n\
+         [http]\n\
+         port = 8080\n\
+         max_body_bites = 1k\n",
+    );
+    let err = Config::load(&file.0).unwrap_err();
+    let text = err.to_string();
+    let prefix = format!("{}:7:", file.0.display());
+    assert!(
+        text.starts_with(&prefix),
+        "{text:?} should start with {prefix:?}"
+    );
+    assert!(text.contains("[http] max_body_bites"), "{text}");
+    assert_eq!(err.line(), Some(7));
+    assert_eq!(err.kind(), ErrorKind::UnknownKey);
+    assert_eq!(err.file(), file.0.display().to_string());
+    assert_eq!(err.section(), Some("http"));
+    assert_eq!(err.key(), Some("max_body_bites"));
+    assert!(
+        text.contains("max_body_bytes"),
+        "a did-you-mean suggestion: {text}"
+    );
+}
+
+/// An invalid value is reported at its line with the section and key, and a valid file with
+/// the same layout loads with the values it sets.
+#[test]
+fn invalid_value_error_and_valid_file() {
+    let file = TempFile::new("[http]\nport = 8080\nmax_headers = lots\n");
+    let err = Config::load(&file.0).unwrap_err();
+    assert_eq!(err.line(), Some(3));
+    assert_eq!(err.kind(), ErrorKind::InvalidValue);
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:3: [http] max_headers:", file.0.display())),
+        "{err}"
+    );
+
+    let file = TempFile::new("[http]\nport = 9090\nmax_headers = 50\nheader_read_timeout = 250ms\n\n[session]\nstore = memory\n");
+    let config = Config::load(&file.0).unwrap();
+    assert_eq!(config.http.port, 9090);
+    assert_eq!(config.http.max_headers, 50);
+    assert_eq!(
+        config.http.header_read_timeout,
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(config.origin, file.0.display().to_string());
+}
+
+/// A missing file is an I/O error without a line, whose message names the path.
+#[test]
+fn missing_file_error_mentions_path() {
+    let path = std::env::temp_dir().join(format!("rondo-no-such-file-{}.ini", std::process::id()));
+    let err = Config::load(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert_eq!(err.line(), None);
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.starts_with("cannot read "), "{text}");
+}
+
+/// The repository's own `config.ini` loads with the example app's loader
+/// (`ConfigLoader::new().section("example")`) and has the documented settings.
+#[test]
+fn repo_config_ini_loads() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.ini");
+    let config = ConfigLoader::new().section("example").load(path).unwrap();
+    assert_eq!(config.origin, path);
+    assert_eq!(config.http.host, "127.0.0.1");
+    assert_eq!(config.session.cookie_name, "dmsession");
+    let pool = config.session_pool().unwrap();
+    assert_eq!(pool.name, "default");
+    assert_eq!(pool.port, 6379);
+}
+
+/// An application section is an error unless registered with `ConfigLoader::section`, and
+/// then its keys are readable.
+#[test]
+fn application_sections_must_be_registered() {
+    let text = "[http]\nport = 0\n\n[example]\ngreeting = hello\n\n[session]\nstore = memory\n";
+    let err = Config::parse_str(text, "app.ini").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownSection);
+    assert_eq!(err.line(), Some(4));
+    assert!(err.to_string().starts_with("app.ini:4: [example]"), "{err}");
+    let config = ConfigLoader::new()
+        .section("example")
+        .parse_str(text, "app.ini")
+        .unwrap();
+    assert!(config.section("example").is_some());
+}
