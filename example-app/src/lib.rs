@@ -1,11 +1,13 @@
 //! The example application as a library, so tests can build it in-process on port 0.
 //!
-//! [`build`] wires the routes; the controllers live in [`pages`] and [`bench`].
+//! [`build`] wires the routes; the controllers live in [`api`] (the basket shop's JSON API),
+//! [`pages`] (the HTML shop with CSRF-protected forms) and [`bench`] (benchmark routes).
 
+pub mod api;
 pub mod bench;
 pub mod pages;
 
-use rondo::{App, Config, RequestLog};
+use rondo::{App, Config, RequestLog, SessionManager};
 
 /// What can stop the app from starting.
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
@@ -14,12 +16,28 @@ pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// # Errors
 ///
-/// The configured session store cannot be reached at start-up.
+/// The configured session store cannot be reached at start-up (`[session] store = redis`).
 pub async fn build(config: Config) -> Result<App, BuildError> {
-    let app = App::new(config)
+    let sessions = SessionManager::from_config(&config).await?;
+    let app = sessions
+        .install(App::new(config))
         .middleware(RequestLog)
         .get("/", pages::home)
+        .post("/basket/add", pages::add_item)
+        .post("/basket/clear", pages::clear_basket)
+        .post("/login", pages::log_in)
+        .post("/logout", pages::log_out)
         .get("/healthz", || async { "ok" })
-        .get("/bench/plain", bench::plain);
+        .get("/readyz", api::ready)
+        .get("/api/basket", api::basket)
+        .post("/api/basket/items", api::add_item)
+        .delete("/api/basket", api::clear_basket)
+        .post("/api/login", api::log_in)
+        .post("/api/logout", api::log_out)
+        .get("/api/me", api::me)
+        .get("/bench/plain", bench::plain)
+        .get("/bench/counter", bench::counter)
+        .get("/bench/read", bench::read)
+        .get("/bench/new", bench::new);
     Ok(app)
 }

@@ -75,7 +75,7 @@ impl Responder for ErrorPage {
 }
 
 /// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape_html(text: &str) -> String {
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -16,7 +16,7 @@
 mod error_page;
 mod types;
 
-pub use error_page::ErrorPage;
+pub use error_page::{escape_html, ErrorPage};
 pub use types::{Html, Json, Redirect};
 
 use bytes::Bytes;

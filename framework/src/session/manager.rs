@@ -252,6 +252,12 @@ impl SessionManager {
         session
     }
 
+    /// A brand-new session for the request being handled, ignoring any cookie it carried;
+    /// it gets its id and cookie on its first write.
+    pub fn fresh(&self) -> Session {
+        Session::new(self.clone(), None, true)
+    }
+
     pub(crate) fn start_parts(&self, parts: &mut Parts) -> Session {
         if let Some(session) = parts.extensions.get::<Session>() {
             return session.clone();
