@@ -78,9 +78,10 @@ impl Middleware for RequestLog {
         Box::pin(async move {
             let started = Instant::now();
             let method = req.method().clone();
-            let path = req.uri().path().to_owned();
+            let uri = req.uri().clone();
             let response = next.run(req).await;
             let status = response.status().as_u16();
+            let path = uri.path();
             let micros = started.elapsed().as_micros() as u64;
             if status >= 500 {
                 tracing::warn!(%method, %path, status, micros, "request");

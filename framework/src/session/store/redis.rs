@@ -28,15 +28,12 @@ return redis.call('HGETALL', KEYS[1])
 const COMMIT: &str = r"
 local current = tonumber(redis.call('HGET', KEYS[1], '_v') or '0')
 if current ~= tonumber(ARGV[1]) then return -1 end
-local sets = tonumber(ARGV[4])
-local i = 5
-if sets > 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * sets))
-  i = 5 + 2 * sets
-end
-if i <= #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, i, #ARGV)) end
-if current == 0 then redis.call('HSET', KEYS[1], '_c', ARGV[3]) end
-redis.call('HSET', KEYS[1], '_v', current + 1, '_r', ARGV[3])
+local fields = {'_v', current + 1, '_r', ARGV[3]}
+if current == 0 then fields[5] = '_c'; fields[6] = ARGV[3] end
+local dels = 5 + 2 * tonumber(ARGV[4])
+for i = 5, dels - 1 do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+if dels <= #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, dels, #ARGV)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return current + 1
 ";
