@@ -1,3 +1,4 @@
 //! Test harness.
 
+pub mod app;
 pub mod http;
