@@ -1,8 +1,8 @@
 //! The HTTP server: accept loop, one task per connection, limits, timeouts, graceful drain.
 //!
-//! Connections are served by hyper-util's auto builder (HTTP/1.1 with keep-alive, and HTTP/2
-//! when `[http] http2` is on). Each connection runs in its own tokio task and each request in
-//! its own future. An accept error (out of file descriptors, say) backs off and retries rather
+//! Connections are served by hyper: HTTP/1.1 with keep-alive, and HTTP/2 (prior knowledge)
+//! when `[http] http2` is on, told apart by peeking at the first bytes. Each connection runs in
+//! its own tokio task and each request in its own future. An accept error (out of file descriptors, say) backs off and retries rather
 //! than ending the loop. On shutdown the listener closes first, in-flight requests finish, and
 //! then the app's shutdown hooks run (pending session commits), all within
 //! `[http] shutdown_timeout`.
@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
@@ -62,7 +62,7 @@ pub async fn serve(
     let local: SocketAddr = listener.local_addr()?;
     let (context, hooks) = app.into_context();
     let http = context.config().http.clone();
-    let builder = connection_builder(&http);
+    let builders = Builders::new(&http);
     let graceful = GracefulShutdown::new();
     tracing::info!(address = %local, "listening");
 
@@ -88,26 +88,38 @@ pub async fn serve(
         // Small responses should leave at once, not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         let context = context.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let watcher = graceful.watcher();
         let (sniff, header_timeout) = (http.http2, http.header_read_timeout);
         tokio::spawn(async move {
-            // The auto builder's HTTP/1-or-2 sniffing read has no timeout of its own; a client
-            // that connects and stays silent must not hold a task forever.
-            if sniff
-                && !matches!(
-                    tokio::time::timeout(header_timeout, preface(&stream)).await,
-                    Ok(true)
-                )
-            {
-                return;
-            }
+            // hyper's header-read timeout starts with HTTP/1; the sniffing before it is bounded
+            // here, so a client that connects and stays silent does not hold a task forever.
+            let protocol = if sniff {
+                match tokio::time::timeout(header_timeout, sniff_protocol(&stream)).await {
+                    Ok(Some(protocol)) => protocol,
+                    Ok(None) | Err(_) => return,
+                }
+            } else {
+                Protocol::Http1
+            };
             let service = service_fn(move |req: hyper::Request<Incoming>| {
                 let context = context.clone();
                 async move { Ok::<_, Infallible>(context.handle(req.map(Body::from)).await) }
             });
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection.into_owned()).await {
+            let io = TokioIo::new(stream);
+            let result = match protocol {
+                Protocol::Http1 => {
+                    watcher
+                        .watch(builders.http1.serve_connection(io, service))
+                        .await
+                }
+                Protocol::Http2 => {
+                    watcher
+                        .watch(builders.http2.serve_connection(io, service))
+                        .await
+                }
+            };
+            if let Err(err) = result {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
@@ -132,36 +144,47 @@ pub async fn serve(
     Ok(())
 }
 
-/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2 (or closed: `false`).
-async fn preface(stream: &tokio::net::TcpStream) -> bool {
+#[derive(Clone, Copy)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2; `None` if it closed.
+async fn sniff_protocol(stream: &tokio::net::TcpStream) -> Option<Protocol> {
     const H2: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let mut buf = [0u8; 24];
     loop {
         match stream.peek(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) if n >= H2.len() || buf[..n] != H2[..n] => return true,
+            Ok(0) | Err(_) => return None,
+            Ok(n) if buf[..n] != H2[..n] => return Some(Protocol::Http1),
+            Ok(n) if n == H2.len() => return Some(Protocol::Http2),
             // A partial HTTP/2 preface: peek would return at once again, so wait a little.
             Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
 }
 
-fn connection_builder(http: &HttpConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(http.header_read_timeout)
-        .max_buf_size(http.max_header_bytes.max(MIN_BUF_SIZE))
-        .max_headers(http.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX));
-    if http.http2 {
-        builder
-    } else {
-        builder.http1_only()
+/// The per-protocol connection settings, built once.
+#[derive(Clone)]
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(http: &HttpConfig) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(http.header_read_timeout)
+            .max_buf_size(http.max_header_bytes.max(MIN_BUF_SIZE))
+            .max_headers(http.max_headers);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX));
+        Self { http1, http2 }
     }
 }
 

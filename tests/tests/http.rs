@@ -1024,7 +1024,9 @@ async fn middleware_wraps_and_short_circuits() {
 /// The example app serves `/healthz` and `/bench/plain` as `ok` and `/` as an HTML page.
 #[tokio::test]
 async fn example_app_routes() {
-    let app = example_app::build(test_config()).await.unwrap();
+    let mut config = test_config();
+    config.session.store = rondo::config::StoreKind::Memory;
+    let app = example_app::build(config).await.unwrap();
     let server = TestServer::start(app).await;
     let res = server.get("/healthz").await;
     assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "ok"));

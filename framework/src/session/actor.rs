@@ -111,21 +111,24 @@ struct Base {
 }
 
 /// A handle to a session actor.
+///
+/// Messages travel boxed: a channel allocates its slots in blocks of 32, and with 100k idle
+/// actors a block of pointers instead of a block of messages is most of the memory saved.
 #[derive(Clone)]
 pub(crate) struct ActorRef {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<Box<Msg>>,
 }
 
 impl ActorRef {
     /// Sends `msg`; gives it back if the actor has ended.
     pub(crate) async fn send(&self, msg: Msg) -> Result<(), Msg> {
-        self.tx.send(msg).await.map_err(|e| e.0)
+        self.tx.send(Box::new(msg)).await.map_err(|e| *e.0)
     }
 
     /// Sends without waiting; gives the message back if the mailbox is full or closed.
     pub(crate) fn try_send(&self, msg: Msg) -> Result<(), Msg> {
-        self.tx.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+        self.tx.try_send(Box::new(msg)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => *m,
         })
     }
 }
@@ -210,7 +213,7 @@ struct Actor {
     key: StoreKey,
     generation: u64,
     registered: bool,
-    rx: mpsc::Receiver<Msg>,
+    rx: mpsc::Receiver<Box<Msg>>,
     /// `None` until the first load.
     base: Option<Base>,
     /// `base` with `pending` applied: what this node's requests see.
@@ -234,7 +237,7 @@ impl Actor {
         shared: Arc<Shared>,
         key: StoreKey,
         generation: u64,
-        rx: mpsc::Receiver<Msg>,
+        rx: mpsc::Receiver<Box<Msg>>,
         fresh: bool,
         registered: bool,
     ) -> Self {
@@ -278,10 +281,10 @@ impl Actor {
                 () = closing.cancelled() => None,
             };
             let Some(first) = first else { break };
-            let mut batch = vec![first];
+            let mut batch = vec![*first];
             while batch.len() < MAILBOX {
                 match self.rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
+                    Ok(msg) => batch.push(*msg),
                     Err(_) => break,
                 }
             }
@@ -301,7 +304,7 @@ impl Actor {
         self.rx.close();
         let mut rest = Vec::new();
         while let Ok(msg) = self.rx.try_recv() {
-            rest.push(msg);
+            rest.push(*msg);
         }
         if !rest.is_empty() {
             self.process(rest).await;
