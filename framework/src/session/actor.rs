@@ -268,15 +268,28 @@ impl Actor {
             Duration::from_millis(1)
         };
         let closing = self.shared.closing.clone();
+        // One timer, re-armed each round: the retry deadline while changes wait for a failed
+        // commit, the idle deadline when nothing is pending.
+        let timer = tokio::time::sleep(idle);
+        tokio::pin!(timer);
         loop {
-            let retry = self.retry_at;
+            let deadline = match (self.pending.is_empty(), self.retry_at) {
+                (true, _) => Some(Instant::now() + idle),
+                (false, retry) => retry,
+            };
+            if let Some(deadline) = deadline {
+                timer.as_mut().reset(deadline);
+            }
             let first = tokio::select! {
                 msg = self.rx.recv() => msg,
-                () = tokio::time::sleep(idle), if self.pending.is_empty() => None,
-                () = sleep_until(retry), if retry.is_some() => {
-                    self.flush_requested = true;
-                    self.commit_pending().await;
-                    continue;
+                () = &mut timer, if deadline.is_some() => {
+                    if self.pending.is_empty() {
+                        None
+                    } else {
+                        self.flush_requested = true;
+                        Box::pin(self.commit_pending()).await;
+                        continue;
+                    }
                 }
                 () = closing.cancelled() => None,
             };
@@ -288,12 +301,14 @@ impl Actor {
                     Err(_) => break,
                 }
             }
-            self.process(batch).await;
+            // Boxed so that an idle actor's task holds only this loop's small state, not the
+            // largest state of a load or commit (100k idle actors are the normal case).
+            Box::pin(self.process(batch)).await;
             if self.gone {
                 break;
             }
         }
-        self.finish().await;
+        Box::pin(self.finish()).await;
     }
 
     /// Leaves the registry, serves what is still queued, and makes a last commit.
@@ -715,9 +730,28 @@ fn set(data: &mut Arc<HashMap<String, Bytes>>, key: &str, value: Option<Bytes>) 
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle actor's task must stay small: a node holds up to `max_actors` of them.
+    #[test]
+    fn idle_actor_future_is_small() {
+        let manager = crate::session::SessionManager::new(
+            crate::session::store::MemoryStore::new(),
+            &crate::Config::default(),
+            "",
+        );
+        let (_tx, rx) = mpsc::channel(1);
+        let key = crate::session::SessionId::generate()
+            .expect("random")
+            .store_key("");
+        let actor = Actor::new(manager.shared.clone(), key, 1, rx, true, false);
+        let state = std::mem::size_of_val(&actor);
+        let future = std::mem::size_of_val(&actor.run());
+        assert!(
+            future <= state + 512,
+            "actor future is {future} bytes for {state} bytes of state"
+        );
     }
 }

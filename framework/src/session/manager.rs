@@ -274,10 +274,17 @@ impl SessionManager {
     /// # Errors
     ///
     /// The store could not be written.
-    pub async fn persist_session<B>(&self, request: &http::Request<B>) -> Result<(), SessionError> {
-        match request.extensions().get::<Session>() {
-            Some(session) => session.persist().await,
-            None => Ok(()),
+    pub fn persist_session<B>(
+        &self,
+        request: &http::Request<B>,
+    ) -> impl std::future::Future<Output = Result<(), SessionError>> + Send + 'static {
+        // Taken now, so the future does not borrow the request (request bodies are not Sync).
+        let session = request.extensions().get::<Session>().cloned();
+        async move {
+            match session {
+                Some(session) => session.persist().await,
+                None => Ok(()),
+            }
         }
     }
 
