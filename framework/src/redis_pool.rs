@@ -172,6 +172,17 @@ impl RedisPool {
     }
 }
 
+/// Why a command failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisFailure {
+    /// No answer: the connection broke or the timeout passed (the connection is replaced).
+    #[error("{0}")]
+    Unreachable(String),
+    /// Redis answered with an error (a script error, a wrong type).
+    #[error("{0}")]
+    Server(String),
+}
+
 /// A connection for one operation, with the pool's command timeout.
 pub struct RedisConn {
     conn: MultiplexedConnection,
@@ -185,23 +196,27 @@ impl RedisConn {
     ///
     /// # Errors
     ///
-    /// The command failed or did not answer in time (then the text says so).
-    pub async fn run<T, F, Fut>(&mut self, op: F) -> Result<T, String>
+    /// The command failed, or did not answer in time.
+    pub async fn run<T, F, Fut>(&mut self, op: F) -> Result<T, RedisFailure>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
         match tokio::time::timeout(self.timeout, op(self.conn.clone())).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() {
-                    self.broken.store(true, Ordering::Relaxed);
-                }
-                Err(err.to_string())
+            Ok(Err(err))
+                if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() =>
+            {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(RedisFailure::Unreachable(err.to_string()))
             }
+            Ok(Err(err)) => Err(RedisFailure::Server(err.to_string())),
             Err(_elapsed) => {
                 self.broken.store(true, Ordering::Relaxed);
-                Err(format!("no answer within {:?}", self.timeout))
+                Err(RedisFailure::Unreachable(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )))
             }
         }
     }

@@ -29,7 +29,9 @@ pub fn example_config(redis_port: u16, extra: &str) -> Config {
 ///
 /// When the app cannot be built (e.g. Redis unreachable with `store = redis`).
 pub async fn start_example(config: Config) -> TestServer {
-    let app = example_app::build(config).await.expect("example app builds");
+    let app = example_app::build(config)
+        .await
+        .expect("example app builds");
     TestServer::start(app).await
 }
 
@@ -92,7 +94,9 @@ impl Jar {
         if let Some(content_type) = content_type {
             headers.push(("content-type", content_type));
         }
-        let response = server.send(request(method, path, &headers, body.to_owned())).await;
+        let response = server
+            .send(request(method, path, &headers, body.to_owned()))
+            .await;
         self.update(&response);
         response
     }
@@ -104,11 +108,19 @@ impl Jar {
 
     /// `POST path` with a JSON body and the cookie.
     pub async fn post_json(&mut self, server: &TestServer, path: &str, body: &str) -> TestResponse {
-        self.send(server, "POST", path, Some("application/json"), body).await
+        self.send(server, "POST", path, Some("application/json"), body)
+            .await
     }
 
     /// `POST path` with a form body and the cookie.
     pub async fn post_form(&mut self, server: &TestServer, path: &str, body: &str) -> TestResponse {
-        self.send(server, "POST", path, Some("application/x-www-form-urlencoded"), body).await
+        self.send(
+            server,
+            "POST",
+            path,
+            Some("application/x-www-form-urlencoded"),
+            body,
+        )
+        .await
     }
 }

@@ -57,6 +57,9 @@ pub(crate) struct Snapshot {
     pub(crate) data: Arc<HashMap<String, Bytes>>,
     /// The cookie's expiry should be refreshed (and the store's TTL with it).
     pub(crate) refresh_due: bool,
+    /// When the session was first stored (Unix seconds; 0 while it is not), for the cookie's
+    /// `Max-Age` near the absolute lifetime.
+    pub(crate) created: u64,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
@@ -386,6 +389,7 @@ impl Actor {
                 let snapshot = exists.then(|| Snapshot {
                     data: self.data.clone(),
                     refresh_due: self.touch_due,
+                    created: self.base.as_ref().map_or(0, |b| b.created),
                 });
                 drop(reply.send(Ok(snapshot)));
             }

@@ -50,6 +50,8 @@ struct State {
     /// The actor's data as of the first touch; `None` until then.
     opened: Option<Arc<HashMap<String, Bytes>>>,
     refresh_due: bool,
+    /// When the session was first stored (0: not yet), for the cookie's `Max-Age`.
+    created: u64,
     actor: Option<(StoreKey, ActorRef)>,
     /// This handle's changes, for its own reads: `None` is a removal.
     local: HashMap<String, Option<Bytes>>,
@@ -146,8 +148,9 @@ impl Session {
         session
     }
 
-    /// The session id, once the session exists (a new session gets one on its first write).
-    /// Never log it: it is the client's credential. Its `Display` is a safe hash.
+    /// The session id, once the session is known to exist: after its first read, or after
+    /// the first write to a new session. Never log it: it is the client's credential. Its
+    /// `Display` is a safe hash.
     pub fn id(&self) -> Option<SessionId> {
         let state = self.inner.state.lock();
         state.exists.then(|| state.id.clone()).flatten()
@@ -197,6 +200,10 @@ impl Session {
     pub fn remove(&self, key: &str) -> Result<(), SessionError> {
         let key = user_key(key)?;
         let mut state = self.inner.state.lock();
+        if state.id.is_none() && state.opened.is_some() {
+            // Removing from a session that does not exist changes nothing.
+            return Ok(());
+        }
         state.local.insert(key.to_owned(), None);
         state.ops.push(Op::Remove(key.to_owned()));
         Ok(())
@@ -431,6 +438,23 @@ impl Session {
         }
         state.local.insert(key.to_owned(), Some(bytes.clone()));
         state.ops.push(Op::Set(key.to_owned(), bytes));
+        self.create_if_new(&mut state)
+    }
+
+    /// A write to a session that has no id (no cookie, or one the store refused, or after
+    /// `destroy`) creates the session now, so `id()` and later writes see it.
+    fn create_if_new(&self, state: &mut State) -> Result<(), SessionError> {
+        if state.id.is_some() {
+            return Ok(());
+        }
+        let id = SessionId::generate().map_err(|e| SessionError::Random(e.to_string()))?;
+        let key = self.inner.manager.key(&id);
+        let actor = self.inner.manager.shared.actor(&key, true);
+        state.id = Some(id);
+        state.exists = true;
+        state.opened.get_or_insert_with(Arc::default);
+        state.cookie = Some(CookieAction::Set);
+        state.actor = Some((key, actor));
         Ok(())
     }
 
@@ -464,6 +488,7 @@ impl Session {
             Some(snapshot) => {
                 state.exists = true;
                 state.refresh_due = snapshot.refresh_due;
+                state.created = snapshot.created;
                 state.opened = Some(snapshot.data.clone());
                 Ok(snapshot.data)
             }
@@ -486,14 +511,9 @@ impl Session {
         if let (true, Some(actor)) = (state.exists, &state.actor) {
             return Ok(actor.clone());
         }
-        let id = SessionId::generate().map_err(|e| SessionError::Random(e.to_string()))?;
-        let key = self.inner.manager.key(&id);
-        let actor = self.inner.manager.shared.actor(&key, true);
-        state.id = Some(id);
-        state.exists = true;
-        state.cookie = Some(CookieAction::Set);
-        state.actor = Some((key.clone(), actor.clone()));
-        Ok((key, actor))
+        state.id = None;
+        self.create_if_new(&mut state)?;
+        state.actor.clone().ok_or(SessionError::Gone)
     }
 
     fn actor_for(&self, key: &StoreKey, fresh: bool) -> ActorRef {
@@ -557,7 +577,13 @@ impl Session {
         let state = self.inner.state.lock();
         let cookie = &self.inner.manager.shared.settings.cookie;
         match (state.cookie?, &state.id) {
-            (CookieAction::Set, Some(id)) if state.exists => Some(cookie.set(id, cookie.lifespan)),
+            (CookieAction::Set, Some(id)) if state.exists => {
+                let settings = &self.inner.manager.shared.settings;
+                let max_age = settings
+                    .ttl(state.created, super::store::unix_now())
+                    .unwrap_or_default();
+                Some(cookie.set(id, max_age))
+            }
             (CookieAction::Expire, _) | (CookieAction::Set, None) => Some(cookie.expire()),
             _ => None,
         }

@@ -12,14 +12,14 @@ use redis::{Script, Value};
 
 use super::{Commit, Delta, Loaded, Record, SessionStore, StoreError};
 use crate::handler::BoxFuture;
-use crate::redis_pool::{PoolError, RedisPool};
+use crate::redis_pool::{PoolError, RedisFailure, RedisPool};
 use crate::session::id::StoreKey;
 
 /// 0 = missing, 1 = unchanged, else the HGETALL array.
 const LOAD: &str = r"
 local v = redis.call('HGET', KEYS[1], '_v')
 if not v then return 0 end
-if v == ARGV[1] then return 1 end
+if ARGV[1] ~= '0' and v == ARGV[1] then return 1 end
 return redis.call('HGETALL', KEYS[1])
 ";
 
@@ -94,12 +94,24 @@ impl RedisStore {
         let mut conn = self.pool.conn().await.map_err(unavailable)?;
         conn.run(|mut c| async move { invocation.invoke_async::<T>(&mut c).await })
             .await
-            .map_err(StoreError::Unavailable)
+            .map_err(failure)
     }
 }
 
 fn unavailable(err: PoolError) -> StoreError {
     StoreError::Unavailable(err.to_string())
+}
+
+/// Redis could not be reached (503, retry later), or answered with an error: a key that is
+/// not a hash (`WRONGTYPE`) is data Rondo did not write, so it is corrupt, not an outage.
+fn failure(err: RedisFailure) -> StoreError {
+    match err {
+        RedisFailure::Unreachable(message) => StoreError::Unavailable(message),
+        RedisFailure::Server(message) if message.contains("WRONGTYPE") => {
+            StoreError::Corrupt(message)
+        }
+        RedisFailure::Server(message) => StoreError::Backend(message),
+    }
 }
 
 fn millis(ttl: Duration) -> u64 {
@@ -218,7 +230,7 @@ impl SessionStore for RedisStore {
                 |mut c| async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await },
             )
             .await
-            .map_err(StoreError::Unavailable)
+            .map_err(failure)
         })
     }
 
@@ -240,7 +252,7 @@ impl SessionStore for RedisStore {
             conn.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
                 .await
                 .map(drop)
-                .map_err(StoreError::Unavailable)
+                .map_err(failure)
         })
     }
 
