@@ -116,6 +116,8 @@ impl RedisPool {
         let builder = bb8::Pool::builder()
             .max_size(config.pool_size)
             .connection_timeout(config.timeout)
+            // A refused connect fails the check-out at once (503 now, not after the timeout).
+            .retry_connection(false)
             // The broken flag replaces bb8-redis' PING on every check-out.
             .test_on_check_out(true);
         let manager = Manager { inner };
@@ -175,7 +177,11 @@ impl RedisPool {
 /// Why a command failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RedisFailure {
-    /// No answer: the connection broke or the timeout passed (the connection is replaced).
+    /// The connection was closed under the command (Redis restarted, or closed an idle
+    /// connection): the connection is replaced and a retry on another one may well succeed.
+    #[error("{0}")]
+    Dropped(String),
+    /// No answer within the timeout (the connection is replaced; Redis is down or stalled).
     #[error("{0}")]
     Unreachable(String),
     /// Redis answered with an error (a script error, a wrong type).
@@ -204,9 +210,11 @@ impl RedisConn {
     {
         match tokio::time::timeout(self.timeout, op(self.conn.clone())).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err))
-                if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() =>
-            {
+            Ok(Err(err)) if err.is_io_error() || err.is_connection_dropped() => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(RedisFailure::Dropped(err.to_string()))
+            }
+            Ok(Err(err)) if err.is_timeout() => {
                 self.broken.store(true, Ordering::Relaxed);
                 Err(RedisFailure::Unreachable(err.to_string()))
             }

@@ -415,8 +415,16 @@ mod cases {
                 redis.cmd(&["TYPE", name]).await,
                 redis::Value::SimpleString("hash".into())
             );
+            let mut fields = redis.hgetall(name).await;
+            // `_t` is the commit's random token.
+            let token = fields
+                .iter()
+                .position(|(k, _)| k == "_t")
+                .expect("a commit token");
+            let (_, token) = fields.remove(token);
+            assert!(std::str::from_utf8(&token).unwrap().parse::<u64>().is_ok());
             assert_eq!(
-                redis.hgetall(name).await,
+                fields,
                 vec![
                     ("_c".to_owned(), b"1000".to_vec()),
                     ("_r".to_owned(), b"1000".to_vec()),

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
 use redis::{Script, Value};
 
 use super::{Commit, Delta, Loaded, Record, SessionStore, StoreError};
@@ -23,15 +24,22 @@ if ARGV[1] ~= '0' and v == ARGV[1] then return 1 end
 return redis.call('HGETALL', KEYS[1])
 ";
 
-/// ARGV: expected version, ttl ms, now, number of sets, then field/value pairs, then fields to
-/// delete. Returns the new version, or -1 on a version mismatch.
+/// ARGV: expected version, ttl ms, now, commit token, number of sets, then field/value pairs,
+/// then fields to delete. Returns the new version, or -1 on a version mismatch. A commit whose
+/// token is already stored one version up has landed before (a retry after a dropped
+/// connection) and answers as if applied now, so a retry never applies a delta twice.
 const COMMIT: &str = r"
-local current = tonumber(redis.call('HGET', KEYS[1], '_v') or '0')
-if current ~= tonumber(ARGV[1]) then return -1 end
-local fields = {'_v', current + 1, '_r', ARGV[3]}
-if current == 0 then fields[5] = '_c'; fields[6] = ARGV[3] end
-local dels = 5 + 2 * tonumber(ARGV[4])
-for i = 5, dels - 1 do fields[#fields + 1] = ARGV[i] end
+local meta = redis.call('HMGET', KEYS[1], '_v', '_t')
+local current = tonumber(meta[1] or '0')
+local expected = tonumber(ARGV[1])
+if current ~= expected then
+  if current == expected + 1 and meta[2] == ARGV[4] then return current end
+  return -1
+end
+local fields = {'_v', current + 1, '_r', ARGV[3], '_t', ARGV[4]}
+if current == 0 then fields[7] = '_c'; fields[8] = ARGV[3] end
+local dels = 6 + 2 * tonumber(ARGV[5])
+for i = 6, dels - 1 do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 if dels <= #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, dels, #ARGV)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -87,14 +95,37 @@ impl RedisStore {
         &self.pool
     }
 
+    /// Runs a script (see [`RedisStore::attempt`]).
     async fn run<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool.conn().await.map_err(unavailable)?;
-        conn.run(|mut c| async move { invocation.invoke_async::<T>(&mut c).await })
+        let invocation = &invocation;
+        self.attempt(|mut c| async move { invocation.invoke_async::<T>(&mut c).await })
             .await
-            .map_err(failure)
+    }
+
+    /// Runs `op` on a pooled connection; when the connection turns out to have been closed
+    /// (Redis restarted, or dropped an idle connection) it runs once more on a fresh one.
+    /// Every operation here is safe to run twice: reads, touches, deletes and renames
+    /// trivially, commits through their token.
+    async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let mut dropped = None;
+        for _ in 0..2 {
+            let mut conn = self.pool.conn().await.map_err(unavailable)?;
+            match conn.run(&op).await {
+                Ok(value) => return Ok(value),
+                Err(err @ RedisFailure::Dropped(_)) => dropped = Some(err),
+                Err(err) => return Err(failure(err)),
+            }
+        }
+        Err(failure(
+            dropped.unwrap_or(RedisFailure::Unreachable("no attempt".into())),
+        ))
     }
 }
 
@@ -106,12 +137,21 @@ fn unavailable(err: PoolError) -> StoreError {
 /// not a hash (`WRONGTYPE`) is data Rondo did not write, so it is corrupt, not an outage.
 fn failure(err: RedisFailure) -> StoreError {
     match err {
-        RedisFailure::Unreachable(message) => StoreError::Unavailable(message),
+        RedisFailure::Dropped(message) | RedisFailure::Unreachable(message) => {
+            StoreError::Unavailable(message)
+        }
         RedisFailure::Server(message) if message.contains("WRONGTYPE") => {
             StoreError::Corrupt(message)
         }
         RedisFailure::Server(message) => StoreError::Backend(message),
     }
+}
+
+/// A random token naming one commit, so that its retry can be recognised.
+fn commit_token() -> Result<u64, StoreError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 fn millis(ttl: Duration) -> u64 {
@@ -143,6 +183,7 @@ fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
             b"_v" => record.version = number(value, "_v")?,
             b"_c" => record.created = number(value, "_c")?,
             b"_r" => record.refreshed = number(value, "_r")?,
+            b"_t" => {}
             _ => match name.strip_prefix(b"d:") {
                 Some(key) => {
                     let key = String::from_utf8(key.to_vec())
@@ -193,10 +234,12 @@ impl SessionStore for RedisStore {
     ) -> BoxFuture<'a, Result<Commit, StoreError>> {
         Box::pin(async move {
             let mut invocation = self.commit.key(key.as_str());
+            let token = commit_token()?;
             invocation
                 .arg(expected)
                 .arg(millis(ttl))
                 .arg(now)
+                .arg(token)
                 .arg(delta.set.len());
             for (k, v) in &delta.set {
                 invocation.arg(format!("d:{k}")).arg(v.as_ref());
@@ -224,13 +267,11 @@ impl SessionStore for RedisStore {
 
     fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.conn().await.map_err(unavailable)?;
-            let key = key.as_str().to_owned();
-            conn.run(
-                |mut c| async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await },
-            )
+            let key = key.as_str();
+            self.attempt(|mut c| async move {
+                redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await
+            })
             .await
-            .map_err(failure)
         })
     }
 
@@ -248,11 +289,11 @@ impl SessionStore for RedisStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.conn().await.map_err(unavailable)?;
-            conn.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-                .await
-                .map(drop)
-                .map_err(failure)
+            self.attempt(
+                |mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await },
+            )
+            .await
+            .map(drop)
         })
     }
 
