@@ -7,7 +7,7 @@ pub mod api;
 pub mod bench;
 pub mod pages;
 
-use rondo::{App, Config, RequestLog, SessionManager};
+use rondo::{App, Config, SessionManager};
 
 /// What can stop the app from starting.
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
@@ -21,7 +21,6 @@ pub async fn build(config: Config) -> Result<App, BuildError> {
     let sessions = SessionManager::from_config(&config).await?;
     let app = sessions
         .install(App::new(config))
-        .middleware(RequestLog)
         .get("/", pages::home)
         .post("/basket/add", pages::add_item)
         .post("/basket/clear", pages::clear_basket)

@@ -4,7 +4,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use http::{Method, StatusCode};
@@ -225,11 +225,31 @@ impl AppContext {
     ///
     /// A panic anywhere in there (middleware included) becomes a 500 for this request only.
     pub async fn handle(&self, req: Request) -> Response {
-        if self.0.middleware.is_empty() {
-            return self.route(req).await;
-        }
+        self.clone().dispatch(req).await
+    }
+
+    /// [`AppContext::handle`] on an owned handle, which the middleware chain takes over
+    /// instead of cloning it again (the server clones one per request already).
+    ///
+    /// Every request is logged here, not in a middleware: a boxed middleware layer around
+    /// every request costs more than the whole routing step.
+    pub(crate) async fn dispatch(self, req: Request) -> Response {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let response = if self.0.middleware.is_empty() {
+            self.route(req).await
+        } else {
+            self.chain(req).await
+        };
+        log_request(&method, &uri, response.status(), started);
+        response
+    }
+
+    /// The middleware chain, then routing; a panic anywhere in it becomes a 500.
+    async fn chain(self, req: Request) -> Response {
         let head = RequestHead::new(req.method(), req.headers());
-        let chain = std::panic::AssertUnwindSafe(Next::new(self.clone()).run(req));
+        let chain = std::panic::AssertUnwindSafe(Next::new(self).run(req));
         match chain.catch_unwind().await {
             Ok(response) => response,
             Err(_panic) => {
@@ -248,7 +268,7 @@ impl AppContext {
                 if !params.as_slice().is_empty() {
                     req.extensions_mut().insert(params);
                 }
-                handler.clone()
+                handler
             }
             Found::MethodNotAllowed(allow) => {
                 let allow = http::HeaderValue::from_str(allow)
@@ -261,29 +281,37 @@ impl AppContext {
                 return ErrorPage::new(StatusCode::NOT_FOUND, "not found").respond(&head);
             }
         };
-        let controller = handler(req, self.clone(), head.clone());
+        let controller = handler(req, self, head.clone());
         let guarded = std::panic::AssertUnwindSafe(controller).catch_unwind();
-        let timed = tokio::time::timeout(self.0.limits.request_timeout, guarded);
-        // A controller that panicked or ran out of time did not finish its work: what it
-        // deferred (a session's half-made changes) is discarded, not persisted.
-        let answer_head = head.clone();
-        crate::scope::run(&answer_head, async move {
-            match timed.await {
-                Ok(Ok(response)) => response,
-                Ok(Err(_panic)) => {
-                    crate::scope::discard();
-                    tracing::error!("controller panicked");
-                    ErrorPage::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
-                        .respond(&head)
-                }
-                Err(_elapsed) => {
-                    crate::scope::discard();
-                    ErrorPage::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
-                        .retry_after(1)
-                        .respond(&head)
-                }
+        // A controller that panicked or ran out of time is dropped with its request scope:
+        // what it deferred (a session's half-made changes) is discarded, not persisted.
+        match tokio::time::timeout(self.0.limits.request_timeout, guarded).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(_panic)) => {
+                tracing::error!("controller panicked");
+                ErrorPage::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+                    .respond(&head)
             }
-        })
-        .await
+            Err(_elapsed) => ErrorPage::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
+                .retry_after(1)
+                .respond(&head),
+        }
+    }
+}
+
+/// Logs one request through `tracing`: method, path, status and latency.
+///
+/// Successful requests are logged at `debug` (a log line per request would cost more than
+/// the request at benchmark rates), client errors at `info`, server errors at `warn`.
+fn log_request(method: &Method, uri: &http::Uri, status: StatusCode, started: Instant) {
+    let status = status.as_u16();
+    let path = uri.path();
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if status >= 500 {
+        tracing::warn!(%method, path, status, micros, "request");
+    } else if status >= 400 {
+        tracing::info!(%method, path, status, micros, "request");
+    } else {
+        tracing::debug!(%method, path, status, micros, "request");
     }
 }

@@ -105,6 +105,10 @@ pub trait FromRequestParts: Sized + Send {
     /// The answer when extraction fails.
     type Rejection: Responder;
 
+    /// Whether this argument may defer work with [`crate::scope::defer`] (a session does);
+    /// controllers taking such an argument run inside a request scope.
+    const DEFERS: bool = false;
+
     /// Extracts the value.
     fn from_request_parts(
         parts: &mut Parts,
@@ -118,6 +122,10 @@ pub trait FromRequest: Sized + Send {
     /// The answer when extraction fails.
     type Rejection: Responder;
 
+    /// Whether this argument may defer work with [`crate::scope::defer`]; see
+    /// [`FromRequestParts::DEFERS`].
+    const DEFERS: bool = false;
+
     /// Extracts the value.
     fn from_request(
         req: Request,
@@ -127,6 +135,7 @@ pub trait FromRequest: Sized + Send {
 
 impl<T: FromRequestParts> FromRequest for T {
     type Rejection = <T as FromRequestParts>::Rejection;
+    const DEFERS: bool = <T as FromRequestParts>::DEFERS;
 
     async fn from_request(req: Request, app: &AppContext) -> Result<Self, Self::Rejection> {
         let (mut parts, _body) = req.into_parts();
@@ -136,6 +145,8 @@ impl<T: FromRequestParts> FromRequest for T {
 
 impl FromRequest for Request {
     type Rejection = std::convert::Infallible;
+    // The raw request is how controllers call `SessionManager::start` by hand.
+    const DEFERS: bool = true;
 
     async fn from_request(req: Request, _app: &AppContext) -> Result<Self, Self::Rejection> {
         Ok(req)
@@ -186,6 +197,8 @@ pub struct State<T>(pub T);
 
 impl<T: Clone + Send + Sync + 'static> FromRequestParts for State<T> {
     type Rejection = Rejection;
+    // A singleton such as the session manager can start sessions.
+    const DEFERS: bool = true;
 
     async fn from_request_parts(_parts: &mut Parts, app: &AppContext) -> Result<Self, Rejection> {
         app.state::<T>()

@@ -2,7 +2,9 @@
 //!
 //! [`Handler`] is implemented for every `async fn` of up to eight arguments where each
 //! argument but the last implements [`FromRequestParts`], the last implements
-//! [`FromRequest`], and the output is a [`Responder`]. The router stores handlers type-erased
+//! [`FromRequest`], and the output is a [`Responder`]. When an argument declares that it may
+//! defer work (`DEFERS`, e.g. a session that persists after the response), the controller
+//! runs inside a [`crate::scope`] and what was deferred runs once it has answered. The router stores handlers type-erased
 //! as [`BoxedHandler`], one allocation per route at start-up.
 
 use std::future::Future;
@@ -25,14 +27,14 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
     fn call(
         &self,
         req: Request,
-        app: AppContext,
+        app: &AppContext,
         head: RequestHead,
     ) -> BoxFuture<'static, Response>;
 }
 
 /// A type-erased handler, as the router stores it.
 pub(crate) type BoxedHandler =
-    Arc<dyn Fn(Request, AppContext, RequestHead) -> BoxFuture<'static, Response> + Send + Sync>;
+    Arc<dyn Fn(Request, &AppContext, RequestHead) -> BoxFuture<'static, Response> + Send + Sync>;
 
 pub(crate) fn boxed<H: Handler<Args>, Args>(handler: H) -> BoxedHandler {
     Arc::new(move |req, app, head| handler.call(req, app, head))
@@ -47,7 +49,7 @@ where
     fn call(
         &self,
         _req: Request,
-        _app: AppContext,
+        _app: &AppContext,
         head: RequestHead,
     ) -> BoxFuture<'static, Response> {
         let future = self();
@@ -66,9 +68,12 @@ macro_rules! handler_arity {
             $($part: FromRequestParts + 'static,)*
             $last: FromRequest + 'static,
         {
-            fn call(&self, req: Request, app: AppContext, head: RequestHead) -> BoxFuture<'static, Response> {
+            fn call(&self, req: Request, app: &AppContext, head: RequestHead) -> BoxFuture<'static, Response> {
                 let handler = self.clone();
-                Box::pin(async move {
+                let app = app.clone();
+                let defers = $($part::DEFERS ||)* $last::DEFERS;
+                let scope_head = defers.then(|| head.clone());
+                let work = async move {
                     #[allow(unused_mut)]
                     let (mut parts, body) = req.into_parts();
                     $(
@@ -83,7 +88,12 @@ macro_rules! handler_arity {
                         Err(rejection) => return rejection.respond(&head),
                     };
                     handler($($part,)* $last).await.respond(&head)
-                })
+                };
+                // Only controllers whose arguments may defer work (a session) pay for a scope.
+                match scope_head {
+                    Some(head) => Box::pin(async move { crate::scope::run(&head, work).await }),
+                    None => Box::pin(work),
+                }
             }
         }
     };

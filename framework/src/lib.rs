@@ -17,7 +17,7 @@
 //! - [`extract`]: controller arguments ([`Path`], [`Query`], [`Json`], [`Form`], [`State`]).
 //! - [`respond`]: the [`Responder`] and [`IntoResponse`] traits, [`Json`], [`Html`],
 //!   [`Redirect`], negotiated [`ErrorPage`]s.
-//! - [`middleware`]: code around every request; [`RequestLog`].
+//! - [`middleware`]: code around every request.
 //! - [`scope`]: work deferred until the controller has answered.
 //! - [`body`]: the one [`Body`] type of requests and responses.
 //! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily.
@@ -41,7 +41,7 @@ pub use body::Body;
 pub use config::{Config, ConfigError, ConfigLoader};
 pub use extract::{Form, Path, Query, Rejection, State};
 pub use handler::Handler;
-pub use middleware::{Middleware, Next, RequestLog};
+pub use middleware::{Middleware, Next};
 pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};

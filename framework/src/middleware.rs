@@ -6,7 +6,6 @@
 //! type implementing [`Middleware`], or from a closure with [`from_fn`].
 
 use std::future::Future;
-use std::time::Instant;
 
 use crate::app::AppContext;
 use crate::handler::BoxFuture;
@@ -63,34 +62,5 @@ where
 {
     fn handle(&self, req: Request, next: Next) -> BoxFuture<'static, Response> {
         Box::pin((self.0)(req, next))
-    }
-}
-
-/// Logs every request through `tracing`: method, path, status and latency.
-///
-/// Successful requests are logged at `debug` (a log line per request would cost more than
-/// the request at benchmark rates), client errors at `info`, server errors at `warn`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestLog;
-
-impl Middleware for RequestLog {
-    fn handle(&self, req: Request, next: Next) -> BoxFuture<'static, Response> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let method = req.method().clone();
-            let uri = req.uri().clone();
-            let response = next.run(req).await;
-            let status = response.status().as_u16();
-            let path = uri.path();
-            let micros = started.elapsed().as_micros() as u64;
-            if status >= 500 {
-                tracing::warn!(%method, %path, status, micros, "request");
-            } else if status >= 400 {
-                tracing::info!(%method, %path, status, micros, "request");
-            } else {
-                tracing::debug!(%method, %path, status, micros, "request");
-            }
-            response
-        })
     }
 }

@@ -6,7 +6,10 @@
 //! hyper. A finisher can add headers (`Set-Cookie`) and arrange work for after the response
 //! is sent with [`crate::Body::on_sent`].
 //!
-//! The scope is a tokio task-local, so a request that defers nothing pays nothing.
+//! The scope is a tokio task-local entered only by controllers that take an argument able
+//! to defer (`DEFERS` on [`crate::extract::FromRequestParts`]); others pay nothing for it.
+//! A controller dropped before it answers (panic, timeout) drops its scope, and what it
+//! deferred never runs.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -31,17 +34,12 @@ tokio::task_local! {
 
 /// Registers `finisher` with the request being handled by the current task.
 ///
-/// Returns `false` (and drops the finisher) outside a request, e.g. in a background task.
+/// Returns `false` (and drops the finisher) outside a request scope: in a background task,
+/// or in a controller none of whose arguments declares `DEFERS`.
 pub fn defer(finisher: impl Finisher) -> bool {
     SCOPE
         .try_with(|scope| scope.borrow_mut().push(Box::new(finisher)))
         .is_ok()
-}
-
-/// Drops everything deferred so far in the current request.
-pub(crate) fn discard() {
-    let dropped = SCOPE.try_with(|scope| std::mem::take(&mut *scope.borrow_mut()));
-    drop(dropped);
 }
 
 /// Runs `controller` inside a fresh scope, then runs what it deferred with its response.

@@ -25,6 +25,8 @@ use crate::{App, Body};
 
 /// hyper does not accept a read buffer smaller than this.
 const MIN_BUF_SIZE: usize = 8 * 1024;
+/// hyper's own limit on request headers when none is configured.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// Binds the address of `[http] host` and `port`.
 ///
@@ -104,7 +106,7 @@ pub async fn serve(
             };
             let service = service_fn(move |req: hyper::Request<Incoming>| {
                 let context = context.clone();
-                async move { Ok::<_, Infallible>(context.handle(req.map(Body::from)).await) }
+                async move { Ok::<_, Infallible>(context.dispatch(req.map(Body::from)).await) }
             });
             let io = TokioIo::new(stream);
             let result = match protocol {
@@ -178,8 +180,12 @@ impl Builders {
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(http.header_read_timeout)
-            .max_buf_size(http.max_header_bytes.max(MIN_BUF_SIZE))
-            .max_headers(http.max_headers);
+            .max_buf_size(http.max_header_bytes.max(MIN_BUF_SIZE));
+        // hyper parses into a stack array of its default size, but initialises a buffer of
+        // the configured size on every request once one is set: set it only when it differs.
+        if http.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            http1.max_headers(http.max_headers);
+        }
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())

@@ -114,6 +114,7 @@ struct TokenField {
 
 impl<T: DeserializeOwned + Send> FromRequest for CsrfForm<T> {
     type Rejection = CsrfRejection;
+    const DEFERS: bool = true;
 
     async fn from_request(req: Request, app: &AppContext) -> Result<Self, CsrfRejection> {
         const FORM: &str = "application/x-www-form-urlencoded";

@@ -694,6 +694,7 @@ impl Finisher for SessionFinisher {
 
 impl FromRequestParts for Session {
     type Rejection = SessionError;
+    const DEFERS: bool = true;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppContext) -> Result<Self, SessionError> {
         let manager = app
