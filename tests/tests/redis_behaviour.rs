@@ -278,8 +278,10 @@ async fn read_only_requests_send_no_write_command() {
     for write in WRITE_COMMANDS {
         assert_eq!(commands.get(*write), None, "{write} in {commands:?}");
     }
-    // 40 revalidations, each one EVALSHA running one HGET and answering "unchanged"; the
-    // first use of the load script on the connection may need a SCRIPT LOAD and a retry.
+    // 40 revalidations, each one EVALSHA running one HGET and answering "unchanged" (the
+    // very first also fetching the record with HGETALL: a new session is stored directly, so
+    // this node has not held its data yet); the first use of the load script on the
+    // connection may need a SCRIPT LOAD and a retry.
     let hget = commands.get("hget").copied().unwrap_or(0);
     let loads = commands.get("script|load").copied().unwrap_or(0);
     assert!((1..=40).contains(&hget), "{commands:?}");
@@ -289,8 +291,11 @@ async fn read_only_requests_send_no_write_command() {
         Some(&(hget + loads)),
         "{commands:?}"
     );
-    assert_eq!(commands.get("hgetall"), None, "{commands:?}");
-    let allowed = ["evalsha", "hget", "script|load"];
+    assert!(
+        commands.get("hgetall").copied().unwrap_or(0) <= 1,
+        "{commands:?}"
+    );
+    let allowed = ["evalsha", "hget", "hgetall", "script|load"];
     assert!(
         commands.keys().all(|c| allowed.contains(&c.as_str())),
         "{commands:?}"

@@ -1226,3 +1226,32 @@ async fn open_reaches_a_session_from_background_work() {
     assert_eq!(res.status, StatusCode::OK);
     assert!(manager.open(&id).await.unwrap().is_none());
 }
+
+/// A new session is stored before its first response, even with `persist = after_response`:
+/// the cookie it hands out names a stored session at once, on every server.
+#[tokio::test]
+async fn a_new_session_is_stored_before_its_response() {
+    let (redis, a) = example("").await;
+    let b = start_example(example_config(redis.port(), "")).await;
+    for route in ["/bench/new", "/bench/counter"] {
+        let mut jar = Jar::default();
+        let res = jar.get(&a, route).await;
+        assert_eq!(res.status, StatusCode::OK);
+        let key = store_key(jar.value.as_deref().expect("a session cookie"));
+        assert!(
+            exists(&redis, &key).await,
+            "{route}: not stored when the response arrived"
+        );
+        // Another server knows it immediately.
+        let on_b = jar.get(&b, "/bench/read").await;
+        assert_eq!(on_b.status, StatusCode::OK);
+        assert!(
+            set_cookie_value(&on_b, "dmsession").is_none(),
+            "{route}: B refused the new id"
+        );
+    }
+    let mut jar = Jar::default();
+    assert_eq!(jar.get(&a, "/bench/counter").await.body, "1");
+    assert_eq!(jar.get(&b, "/bench/counter").await.body, "2");
+    assert_eq!(jar.get(&a, "/bench/read").await.body, "2");
+}

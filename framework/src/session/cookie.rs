@@ -69,14 +69,15 @@ impl CookieSettings {
         cookie.set_max_age(cookie::time::Duration::seconds(
             i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
         ));
-        cookie.encoded().to_string()
+        // Ids are URL-safe base64 and names RFC 6265 tokens: nothing to percent-encode.
+        cookie.to_string()
     }
 
     /// `Set-Cookie` that makes the browser forget the session cookie.
     pub(crate) fn expire(&self) -> String {
         let mut cookie = self.base(String::new());
         cookie.make_removal();
-        cookie.encoded().to_string()
+        cookie.to_string()
     }
 
     fn base(&self, value: String) -> Cookie<'static> {

@@ -53,6 +53,9 @@ struct State {
     /// When the session was first stored (0: not yet), for the cookie's `Max-Age`.
     created: u64,
     actor: Option<(StoreKey, ActorRef)>,
+    /// A session this handle created and has not stored yet (and gave to no actor): its
+    /// first commit goes straight to the store, before the response.
+    unstored: Option<StoreKey>,
     /// This handle's changes, for its own reads: `None` is a removal.
     local: HashMap<String, Option<Bytes>>,
     cleared: bool,
@@ -280,6 +283,25 @@ impl Session {
             }
             Ok(Some(new))
         });
+        let mut update = update;
+        self.open().await?;
+        let unstored = {
+            let mut state = self.inner.state.lock();
+            if !state.exists {
+                state.id = None;
+                self.create_if_new(&mut state)?;
+            }
+            state.unstored.clone()
+        };
+        if let Some(store_key) = unstored {
+            // A session nobody else can know yet: compute here and create it in one commit.
+            let old = self.inner.state.lock().local.get(&key).cloned().flatten();
+            let value = update(old.as_ref())?.ok_or(SessionError::Gone)?;
+            self.raw_put(&key, value.clone())?;
+            let ops = std::mem::take(&mut self.inner.state.lock().ops);
+            self.store_new(&store_key, ops).await?;
+            return decode(&key, &value);
+        }
         let (key_in_store, actor) = self.ensure().await?;
         let ops = std::mem::take(&mut self.inner.state.lock().ops);
         let (reply, answer) = oneshot::channel();
@@ -448,14 +470,50 @@ impl Session {
             return Ok(());
         }
         let id = SessionId::generate().map_err(|e| SessionError::Random(e.to_string()))?;
-        let key = self.inner.manager.key(&id);
-        let actor = self.inner.manager.shared.actor(&key, true);
+        state.unstored = Some(self.inner.manager.key(&id));
         state.id = Some(id);
         state.exists = true;
         state.opened.get_or_insert_with(Arc::default);
         state.cookie = Some(CookieAction::Set);
-        state.actor = Some((key, actor));
+        state.actor = None;
         Ok(())
+    }
+
+    /// Stores a session created by this handle, with `ops` as its data, in one commit that
+    /// succeeds only if no record exists. This happens before the response: the cookie it
+    /// sets must name a stored session on every server, not only on this one.
+    async fn store_new(&self, key: &StoreKey, ops: Vec<Op>) -> Result<(), SessionError> {
+        let mut data = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Set(k, v) => drop(data.insert(k, v)),
+                Op::Remove(k) => drop(data.remove(&k)),
+                Op::Clear => data.clear(),
+            }
+        }
+        if data.is_empty() {
+            // Nothing to keep: no session after all, and no cookie for one.
+            let mut state = self.inner.state.lock();
+            state.reset();
+            state.cookie = None;
+            return Ok(());
+        }
+        let shared = &self.inner.manager.shared;
+        let now = super::store::unix_now();
+        let ttl = shared.settings.ttl(0, now).ok_or(SessionError::Gone)?;
+        let delta = super::store::Delta {
+            set: data.into_iter().collect(),
+            remove: Vec::new(),
+        };
+        match shared.store.commit(key, &delta, 0, ttl, now).await? {
+            super::store::Commit::Done { .. } => {
+                self.inner.state.lock().unstored = None;
+                Ok(())
+            }
+            super::store::Commit::Conflict => {
+                Err(SessionError::Unavailable("session id collision".into()))
+            }
+        }
     }
 
     /// The first touch: asks the actor for the session's data (once per handle). An id the
@@ -508,12 +566,26 @@ impl Session {
     async fn ensure(&self) -> Result<(StoreKey, ActorRef), SessionError> {
         self.open().await?;
         let mut state = self.inner.state.lock();
-        if let (true, Some(actor)) = (state.exists, &state.actor) {
+        if !state.exists {
+            state.id = None;
+            self.create_if_new(&mut state)?;
+        }
+        if let Some(actor) = &state.actor {
             return Ok(actor.clone());
         }
-        state.id = None;
-        self.create_if_new(&mut state)?;
-        state.actor.clone().ok_or(SessionError::Gone)
+        // A session created here and not stored yet starts its actor from an empty record.
+        let (key, fresh) = match state.unstored.take() {
+            Some(key) => (key, true),
+            None => (
+                self.inner
+                    .manager
+                    .key(state.id.as_ref().ok_or(SessionError::Gone)?),
+                false,
+            ),
+        };
+        let actor = self.inner.manager.shared.actor(&key, fresh);
+        state.actor = Some((key.clone(), actor.clone()));
+        Ok((key, actor))
     }
 
     fn actor_for(&self, key: &StoreKey, fresh: bool) -> ActorRef {
@@ -556,6 +628,11 @@ impl Session {
             ops.push(Op::Set(FLASH_OLD.to_owned(), encode(FLASH_OLD, &flashed)?));
         }
         if ops.is_empty() && !refresh_due {
+            return Ok(None);
+        }
+        let unstored = self.inner.state.lock().unstored.clone();
+        if let Some(key) = unstored {
+            self.store_new(&key, ops).await?;
             return Ok(None);
         }
         let (key, actor) = self.ensure().await?;

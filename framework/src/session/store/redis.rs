@@ -95,14 +95,33 @@ impl RedisStore {
         &self.pool
     }
 
-    /// Runs a script (see [`RedisStore::attempt`]).
-    async fn run<T: redis::FromRedisValue>(
+    /// Runs `script` as one prebuilt `EVALSHA` command (one buffer, not a vector per
+    /// argument), loading the script first on a server that does not know it yet.
+    async fn eval<T: redis::FromRedisValue>(
         &self,
-        invocation: redis::ScriptInvocation<'_>,
+        script: &Script,
+        keys: &[&str],
+        args: impl FnOnce(&mut redis::Cmd),
     ) -> Result<T, StoreError> {
-        let invocation = &invocation;
-        self.attempt(|mut c| async move { invocation.invoke_async::<T>(&mut c).await })
-            .await
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
+        }
+        args(&mut cmd);
+        let cmd = &cmd;
+        self.attempt(|mut c| async move {
+            match cmd.query_async::<T>(&mut c).await {
+                Err(err)
+                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script.load_async(&mut c).await?;
+                    cmd.query_async::<T>(&mut c).await
+                }
+                other => other,
+            }
+        })
+        .await
     }
 
     /// Runs `op` on a pooled connection; when the connection turns out to have been closed
@@ -147,11 +166,22 @@ fn failure(err: RedisFailure) -> StoreError {
     }
 }
 
-/// A random token naming one commit, so that its retry can be recognised.
-fn commit_token() -> Result<u64, StoreError> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
-    Ok(u64::from_le_bytes(bytes))
+/// A token naming one commit, so that its retry can be recognised: unique per process
+/// (a counter) and between processes (a random start).
+fn commit_token() -> u64 {
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without randomness the start is the clock: tokens only need to differ.
+        let seed = match getrandom::fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
+        };
+        std::sync::atomic::AtomicU64::new(seed)
+    });
+    next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn millis(ttl: Duration) -> u64 {
@@ -207,9 +237,12 @@ impl SessionStore for RedisStore {
         known_version: u64,
     ) -> BoxFuture<'a, Result<Loaded, StoreError>> {
         Box::pin(async move {
-            let mut invocation = self.load.key(key.as_str());
-            invocation.arg(known_version);
-            match self.run::<Value>(invocation).await? {
+            match self
+                .eval::<Value>(&self.load, &[key.as_str()], |c| {
+                    c.arg(known_version);
+                })
+                .await?
+            {
                 Value::Int(0) => Ok(Loaded::Missing),
                 Value::Int(1) => Ok(Loaded::Unchanged),
                 Value::Array(fields) => parse_record(fields).map(Loaded::Record),
@@ -233,21 +266,21 @@ impl SessionStore for RedisStore {
         now: u64,
     ) -> BoxFuture<'a, Result<Commit, StoreError>> {
         Box::pin(async move {
-            let mut invocation = self.commit.key(key.as_str());
-            let token = commit_token()?;
-            invocation
-                .arg(expected)
-                .arg(millis(ttl))
-                .arg(now)
-                .arg(token)
-                .arg(delta.set.len());
-            for (k, v) in &delta.set {
-                invocation.arg(format!("d:{k}")).arg(v.as_ref());
-            }
-            for k in &delta.remove {
-                invocation.arg(format!("d:{k}"));
-            }
-            let version: i64 = self.run(invocation).await?;
+            let version: i64 = self
+                .eval(&self.commit, &[key.as_str()], |c| {
+                    c.arg(expected)
+                        .arg(millis(ttl))
+                        .arg(now)
+                        .arg(commit_token())
+                        .arg(delta.set.len());
+                    for (k, v) in &delta.set {
+                        c.arg(format!("d:{k}")).arg(v.as_ref());
+                    }
+                    for k in &delta.remove {
+                        c.arg(format!("d:{k}"));
+                    }
+                })
+                .await?;
             Ok(u64::try_from(version).map_or(Commit::Conflict, |version| Commit::Done { version }))
         })
     }
@@ -259,9 +292,12 @@ impl SessionStore for RedisStore {
         now: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut invocation = self.touch.key(key.as_str());
-            invocation.arg(millis(ttl)).arg(now);
-            Ok(self.run::<i64>(invocation).await? == 1)
+            let touched: i64 = self
+                .eval(&self.touch, &[key.as_str()], |c| {
+                    c.arg(millis(ttl)).arg(now);
+                })
+                .await?;
+            Ok(touched == 1)
         })
     }
 
@@ -281,9 +317,10 @@ impl SessionStore for RedisStore {
         to: &'a StoreKey,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut invocation = self.rename.key(from.as_str());
-            invocation.key(to.as_str());
-            Ok(self.run::<i64>(invocation).await? == 1)
+            let moved: i64 = self
+                .eval(&self.rename, &[from.as_str(), to.as_str()], |_| {})
+                .await?;
+            Ok(moved == 1)
         })
     }
 
