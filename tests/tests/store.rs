@@ -847,8 +847,9 @@ mod redis_only {
         );
     }
 
-    /// Once the scripts are cached, load, commit, touch and rename are one EVALSHA each and
-    /// delete one DEL.
+    /// Once the scripts are cached, commit, touch and rename are one EVALSHA each, delete
+    /// one DEL; a load is a plain HGETALL when nothing is held yet, and a plain HGET of the
+    /// version when the caller holds one that is still current.
     #[tokio::test]
     async fn one_round_trip_per_operation() {
         let (redis, store) = redis_store().await;
@@ -860,28 +861,35 @@ mod redis_only {
             .commit(&key, &Delta::default(), 0, TTL, T0)
             .await
             .unwrap();
+        store
+            .commit(&key, &Delta::default(), 1, TTL, T0)
+            .await
+            .unwrap();
         store.touch(&key, TTL, T0).await.unwrap();
         store.rename(&key, &moved).await.unwrap();
         store.rename(&moved, &key).await.unwrap();
 
         redis.reset_stats().await;
         store.load(&key, 0).await.unwrap();
-        store.load(&key, 1).await.unwrap();
-        store
+        assert_eq!(store.load(&key, 2).await.unwrap(), Loaded::Unchanged);
+        let committed = store
             .commit(
                 &key,
                 &delta(&[("a", b"A"), ("b", b"B")], &["c"]),
-                1,
+                2,
                 TTL,
                 T1,
             )
             .await
             .unwrap();
+        assert_eq!(committed, Commit::Done { version: 3 });
         store.touch(&key, TTL, T1).await.unwrap();
         store.rename(&key, &moved).await.unwrap();
         store.delete(&moved).await.unwrap();
         let stats = redis.command_stats().await;
-        assert_eq!(stats.get("evalsha"), Some(&5), "{stats:?}");
+        // commit, touch, rename; the two loads run no script.
+        assert_eq!(stats.get("evalsha"), Some(&3), "{stats:?}");
+        assert_eq!(stats.get("hgetall"), Some(&1), "{stats:?}");
         assert_eq!(stats.get("del"), Some(&1), "{stats:?}");
         assert_eq!(stats.get("eval"), None, "{stats:?}");
         assert_eq!(stats.get("script|load"), None, "{stats:?}");

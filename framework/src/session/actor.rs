@@ -72,7 +72,10 @@ type UpdateWaiter = (
 
 pub(crate) enum Msg {
     /// A request's first touch: the current data, or `None` when the session does not exist.
-    Open { reply: Reply<Option<Snapshot>> },
+    Open {
+        reply: Reply<Option<Snapshot>>,
+        revalidate: bool,
+    },
     /// Changes from a request, applied in memory now, committed at the next flush.
     Apply { ops: Vec<Op> },
     /// Commit what is pending; reply (if asked) once it is stored.
@@ -339,10 +342,20 @@ impl Actor {
     }
 
     async fn process(&mut self, batch: Vec<Msg>) {
-        let opens = batch.iter().any(|m| matches!(m, Msg::Open { .. }));
+        let reads = batch.iter().any(|m| {
+            matches!(
+                m,
+                Msg::Open {
+                    revalidate: true,
+                    ..
+                }
+            )
+        });
         let needs_data = batch.iter().any(|m| !matches!(m, Msg::Destroy { .. }));
-        // A request that starts now must see every write committed before it, on any server.
-        if !self.gone && needs_data && (self.base.is_none() || opens) {
+        // A request that reads must see every write committed before it, on any server.
+        // Writers need not: their commit is conditional on the version and replays on a
+        // conflict, so a warm copy saves them the round trip.
+        if !self.gone && needs_data && (self.base.is_none() || reads) {
             if let Err(err) = self.reload().await {
                 self.fail_batch(batch, &err);
                 return;
@@ -361,7 +374,7 @@ impl Actor {
     fn fail_batch(&mut self, batch: Vec<Msg>, err: &SessionError) {
         for msg in batch {
             match msg {
-                Msg::Open { reply } => drop(reply.send(Err(err.clone()))),
+                Msg::Open { reply, .. } => drop(reply.send(Err(err.clone()))),
                 Msg::Apply { ops } => self.pending.extend(ops.into_iter().map(Pending::Op)),
                 Msg::Flush { reply } => {
                     if let Some(reply) = reply {
@@ -384,7 +397,7 @@ impl Actor {
             return refuse(msg);
         }
         match msg {
-            Msg::Open { reply } => {
+            Msg::Open { reply, .. } => {
                 let exists = self.fresh || self.base.as_ref().is_some_and(|b| b.version > 0);
                 let snapshot = exists.then(|| Snapshot {
                     data: self.data.clone(),
@@ -700,7 +713,7 @@ impl Drop for Actor {
 
 fn refuse(msg: Msg) {
     match msg {
-        Msg::Open { reply } => drop(reply.send(Ok(None))),
+        Msg::Open { reply, .. } => drop(reply.send(Ok(None))),
         Msg::Apply { .. } | Msg::Flush { reply: None } => {}
         Msg::Flush { reply: Some(reply) } => drop(reply.send(Ok(()))),
         Msg::Update { reply, .. } => drop(reply.send(Err(SessionError::Gone))),

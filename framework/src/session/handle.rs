@@ -49,6 +49,8 @@ struct State {
     exists: bool,
     /// The actor's data as of the first touch; `None` until then.
     opened: Option<Arc<HashMap<String, Bytes>>>,
+    /// `opened` was checked against the store (a read); a writer's first touch may skip that.
+    validated: bool,
     refresh_due: bool,
     /// When the session was first stored (0: not yet), for the cookie's `Max-Age`.
     created: u64,
@@ -165,7 +167,7 @@ impl Session {
     ///
     /// The store could not be reached.
     pub async fn exists(&self) -> Result<bool, SessionError> {
-        self.open().await?;
+        self.open(true).await?;
         Ok(self.inner.state.lock().exists)
     }
 
@@ -235,7 +237,7 @@ impl Session {
     ///
     /// The store could not be reached.
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
-        let data = self.open().await?;
+        let data = self.open(true).await?;
         let state = self.inner.state.lock();
         let mut keys: Vec<String> = if state.cleared {
             Vec::new()
@@ -264,7 +266,23 @@ impl Session {
     ///
     /// The store could not be reached or written, a value could not be encoded or decoded,
     /// or the session ended meanwhile.
-    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<T, SessionError>
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, SessionError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnMut(Option<T>) -> T + Clone + Send + 'static,
+    {
+        match self.update_once(key, f.clone()).await {
+            // The session ended under us (logged out elsewhere, expired, or its record was
+            // unreadable): like an unknown id, the client continues in a fresh session.
+            Err(SessionError::Gone) => {
+                self.inner.state.lock().reset();
+                self.update_once(key, f).await
+            }
+            other => other,
+        }
+    }
+
+    async fn update_once<T, F>(&self, key: &str, mut f: F) -> Result<T, SessionError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnMut(Option<T>) -> T + Send + 'static,
@@ -284,7 +302,7 @@ impl Session {
             Ok(Some(new))
         });
         let mut update = update;
-        self.open().await?;
+        self.open(false).await?;
         let unstored = {
             let mut state = self.inner.state.lock();
             if !state.exists {
@@ -331,7 +349,7 @@ impl Session {
     ///
     /// The store could not be reached or written.
     pub async fn regenerate(&self) -> Result<(), SessionError> {
-        self.open().await?;
+        self.open(false).await?;
         let (key, actor, ops) = {
             let mut state = self.inner.state.lock();
             match (&state.actor, state.exists) {
@@ -448,7 +466,7 @@ impl Session {
                 return Ok(None);
             }
         }
-        Ok(self.open().await?.get(key).cloned())
+        Ok(self.open(true).await?.get(key).cloned())
     }
 
     pub(crate) fn raw_put(&self, key: &str, bytes: Bytes) -> Result<(), SessionError> {
@@ -474,6 +492,7 @@ impl Session {
         state.id = Some(id);
         state.exists = true;
         state.opened.get_or_insert_with(Arc::default);
+        state.validated = true;
         state.cookie = Some(CookieAction::Set);
         state.actor = None;
         Ok(())
@@ -518,30 +537,39 @@ impl Session {
 
     /// The first touch: asks the actor for the session's data (once per handle). An id the
     /// store does not know is dropped here, so it is never adopted.
-    async fn open(&self) -> Result<Arc<HashMap<String, Bytes>>, SessionError> {
+    /// `revalidate`: the caller reads, so the data must be current on every server (the actor
+    /// checks the stored version); writers pass `false` and may get the actor's warm copy.
+    async fn open(&self, revalidate: bool) -> Result<Arc<HashMap<String, Bytes>>, SessionError> {
         let id = {
             let mut state = self.inner.state.lock();
             if let Some(data) = &state.opened {
-                return Ok(data.clone());
+                if state.validated || !revalidate {
+                    return Ok(data.clone());
+                }
             }
             match state.id.clone() {
-                Some(id) => id,
-                None => {
-                    let empty = Arc::new(HashMap::new());
-                    state.opened = Some(empty.clone());
-                    return Ok(empty);
+                Some(id) if state.unstored.is_none() => id,
+                _ => {
+                    // No session, or one created by this handle: nothing to load.
+                    let data = state.opened.get_or_insert_with(Arc::default).clone();
+                    state.validated = true;
+                    return Ok(data);
                 }
             }
         };
         let key = self.inner.manager.key(&id);
         let actor = self.actor_for(&key, false);
         let (reply, answer) = oneshot::channel();
-        self.send(&key, &actor, Msg::Open { reply }).await?;
+        self.send(&key, &actor, Msg::Open { reply, revalidate })
+            .await?;
         let snapshot = answer.await.map_err(actor_ended)??;
         let mut state = self.inner.state.lock();
         if let Some(data) = &state.opened {
-            return Ok(data.clone());
+            if state.validated || !revalidate {
+                return Ok(data.clone());
+            }
         }
+        state.validated = revalidate;
         match snapshot {
             Some(snapshot) => {
                 state.exists = true;
@@ -554,6 +582,8 @@ impl Session {
                 tracing::debug!(session = %id, "unknown session id refused");
                 state.id = None;
                 state.actor = None;
+                state.exists = false;
+                state.validated = true;
                 state.cookie.get_or_insert(CookieAction::Expire);
                 let empty = Arc::new(HashMap::new());
                 state.opened = Some(empty.clone());
@@ -564,7 +594,7 @@ impl Session {
 
     /// The session's actor, creating the session (new id, new actor) if it does not exist.
     async fn ensure(&self) -> Result<(StoreKey, ActorRef), SessionError> {
-        self.open().await?;
+        self.open(false).await?;
         let mut state = self.inner.state.lock();
         if !state.exists {
             state.id = None;

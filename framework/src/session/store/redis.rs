@@ -1,9 +1,11 @@
 //! The Redis store: one hash per session, versioned commits in one round trip.
 //!
 //! Layout of `{prefix}session:{sha256(id)}`: a field `d:{key}` per data key (MessagePack
-//! bytes), `_v` the version, `_c` the creation time and `_r` the last expiry refresh (Unix
-//! seconds). Every operation is one Lua script (sent as EVALSHA), so a commit checks the
-//! version, applies the delta, bumps the version and sets the TTL atomically.
+//! bytes), `_v` the version, `_c` the creation time, `_r` the last expiry refresh (Unix
+//! seconds) and `_t` the token of the last commit. Writes are Lua scripts (sent as one
+//! EVALSHA each), so a commit checks the version, applies the delta, bumps the version and
+//! sets the TTL atomically. Reads are plain commands: `HGET _v`, and `HGETALL` only when the
+//! version moved.
 
 use std::time::Duration;
 
@@ -16,12 +18,16 @@ use crate::handler::BoxFuture;
 use crate::redis_pool::{PoolError, RedisFailure, RedisPool};
 use crate::session::id::StoreKey;
 
-/// 0 = missing, 1 = unchanged, else the HGETALL array.
-const LOAD: &str = r"
-local v = redis.call('HGET', KEYS[1], '_v')
-if not v then return 0 end
-if ARGV[1] ~= '0' and v == ARGV[1] then return 1 end
-return redis.call('HGETALL', KEYS[1])
+/// ARGV: ttl ms, now, commit token, then field/value pairs. Creates the record unless one
+/// exists (1, or 1 again for this commit's own retry), else -1.
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], '_t') == ARGV[3] then return 1 end
+  return -1
+end
+redis.call('HSET', KEYS[1], '_v', 1, '_c', ARGV[2], '_r', ARGV[2], '_t', ARGV[3], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
 ";
 
 /// ARGV: expected version, ttl ms, now, commit token, number of sets, then field/value pairs,
@@ -64,7 +70,7 @@ return 1
 /// Session records in Redis.
 pub struct RedisStore {
     pool: RedisPool,
-    load: Script,
+    create: Script,
     commit: Script,
     touch: Script,
     rename: Script,
@@ -83,7 +89,7 @@ impl RedisStore {
     pub fn new(pool: RedisPool) -> Self {
         Self {
             pool,
-            load: Script::new(LOAD),
+            create: Script::new(CREATE),
             commit: Script::new(COMMIT),
             touch: Script::new(TOUCH),
             rename: Script::new(RENAME),
@@ -93,6 +99,29 @@ impl RedisStore {
     /// The pool it uses.
     pub fn pool(&self) -> &RedisPool {
         &self.pool
+    }
+
+    /// Stores a new record: the lean path of `commit` with expected version 0.
+    async fn create(
+        &self,
+        key: &StoreKey,
+        delta: &Delta,
+        ttl: Duration,
+        now: u64,
+    ) -> Result<Commit, StoreError> {
+        let created: i64 = self
+            .eval(&self.create, &[key.as_str()], |c| {
+                c.arg(millis(ttl)).arg(now).arg(commit_token());
+                for (k, v) in &delta.set {
+                    c.arg(format!("d:{k}")).arg(v.as_ref());
+                }
+            })
+            .await?;
+        Ok(if created == 1 {
+            Commit::Done { version: 1 }
+        } else {
+            Commit::Conflict
+        })
     }
 
     /// Runs `script` as one prebuilt `EVALSHA` command (one buffer, not a vector per
@@ -237,23 +266,43 @@ impl SessionStore for RedisStore {
         known_version: u64,
     ) -> BoxFuture<'a, Result<Loaded, StoreError>> {
         Box::pin(async move {
-            match self
-                .eval::<Value>(&self.load, &[key.as_str()], |c| {
-                    c.arg(known_version);
-                })
-                .await?
-            {
-                Value::Int(0) => Ok(Loaded::Missing),
-                Value::Int(1) => Ok(Loaded::Unchanged),
-                Value::Array(fields) => parse_record(fields).map(Loaded::Record),
-                Value::Map(pairs) => {
-                    parse_record(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
-                        .map(Loaded::Record)
+            // Plain commands, not a script: a read is the common case, and a Lua call costs
+            // Redis several times an HGET. The version first; the record only if it moved.
+            let key = key.as_str();
+            if known_version != 0 {
+                let stored: Option<String> = self
+                    .attempt(|mut c| async move {
+                        redis::cmd("HGET")
+                            .arg(key)
+                            .arg("_v")
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                match stored {
+                    None => return Ok(Loaded::Missing),
+                    Some(v) if v == known_version.to_string() => return Ok(Loaded::Unchanged),
+                    Some(_) => {}
                 }
-                other => Err(StoreError::Backend(format!(
-                    "unexpected load answer {other:?}"
-                ))),
             }
+            let fields: Value = self
+                .attempt(
+                    |mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await },
+                )
+                .await?;
+            let fields = match fields {
+                Value::Array(fields) => fields,
+                Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                other => {
+                    return Err(StoreError::Backend(format!(
+                        "unexpected HGETALL answer {other:?}"
+                    )))
+                }
+            };
+            if fields.is_empty() {
+                return Ok(Loaded::Missing);
+            }
+            parse_record(fields).map(Loaded::Record)
         })
     }
 
@@ -266,6 +315,9 @@ impl SessionStore for RedisStore {
         now: u64,
     ) -> BoxFuture<'a, Result<Commit, StoreError>> {
         Box::pin(async move {
+            if expected == 0 {
+                return self.create(key, delta, ttl, now).await;
+            }
             let version: i64 = self
                 .eval(&self.commit, &[key.as_str()], |c| {
                     c.arg(expected)
