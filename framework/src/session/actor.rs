@@ -72,9 +72,12 @@ type UpdateWaiter = (
 
 pub(crate) enum Msg {
     /// A request's first touch: the current data, or `None` when the session does not exist.
+    /// `seen` is the stored version the request read after it started (`Some(None)`: no
+    /// record); the actor reloads only if its copy is older. `None`: a writer, whose commit
+    /// checks the version anyway.
     Open {
         reply: Reply<Option<Snapshot>>,
-        revalidate: bool,
+        seen: Option<Option<u64>>,
     },
     /// Changes from a request, applied in memory now, committed at the next flush.
     Apply { ops: Vec<Op> },
@@ -342,21 +345,30 @@ impl Actor {
     }
 
     async fn process(&mut self, batch: Vec<Msg>) {
-        let reads = batch.iter().any(|m| {
-            matches!(
-                m,
-                Msg::Open {
-                    revalidate: true,
-                    ..
-                }
-            )
+        let held = self.base.as_ref().map(|b| b.version);
+        let stale = batch.iter().any(|m| match m {
+            Msg::Open {
+                seen: Some(seen), ..
+            } => match (seen, held) {
+                // The store has a newer version, or none while this copy thinks it exists.
+                (Some(seen), Some(held)) => *seen > held,
+                (None, Some(held)) => held > 0,
+                _ => true,
+            },
+            _ => false,
         });
         let needs_data = batch.iter().any(|m| !matches!(m, Msg::Destroy { .. }));
-        // A request that reads must see every write committed before it, on any server.
-        // Writers need not: their commit is conditional on the version and replays on a
-        // conflict, so a warm copy saves them the round trip.
-        if !self.gone && needs_data && (self.base.is_none() || reads) {
+        // A request that reads must see every write committed before it started, on any
+        // server: it read the stored version itself, and a copy at least that new will do.
+        // Writers need no check: their commit is conditional on the version and replays on
+        // a conflict, so a warm copy saves them the round trip.
+        if !self.gone && needs_data && (self.base.is_none() || stale) {
             if let Err(err) = self.reload().await {
+                self.fail_batch(batch, &err);
+                return;
+            }
+        } else if !self.gone && batch.iter().any(|m| matches!(m, Msg::Open { .. })) {
+            if let Err(err) = self.check_expiry().await {
                 self.fail_batch(batch, &err);
                 return;
             }
@@ -490,6 +502,12 @@ impl Actor {
             Loaded::Missing => self.mark_gone(),
             Loaded::Record(record) => self.rebase(record),
         }
+        self.check_expiry().await
+    }
+
+    /// Ends a session past its absolute lifetime and notes when its expiry needs refreshing;
+    /// runs whenever requests open the session, whether or not the copy was reloaded.
+    async fn check_expiry(&mut self) -> Result<(), SessionError> {
         if let Some(base) = &self.base {
             let now = unix_now();
             if base.version > 0 {

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::actor::{ActorRef, Msg, Op, UpdateFn};
 use super::id::{SessionId, StoreKey};
 use super::manager::SessionManager;
+use super::store::StoreError;
 use super::SessionError;
 use crate::app::AppContext;
 use crate::config::PersistMode;
@@ -558,10 +559,27 @@ impl Session {
             }
         };
         let key = self.inner.manager.key(&id);
+        // A reader asks the store for the version itself, concurrently with other requests
+        // (pipelined), so the actor only compares versions instead of queueing reloads.
+        let seen = if revalidate {
+            Some(
+                self.inner
+                    .manager
+                    .shared
+                    .store
+                    .version(&key)
+                    .await
+                    .or_else(|err| match err {
+                        StoreError::Corrupt(_) => Ok(Some(u64::MAX)),
+                        other => Err(SessionError::from(other)),
+                    })?,
+            )
+        } else {
+            None
+        };
         let actor = self.actor_for(&key, false);
         let (reply, answer) = oneshot::channel();
-        self.send(&key, &actor, Msg::Open { reply, revalidate })
-            .await?;
+        self.send(&key, &actor, Msg::Open { reply, seen }).await?;
         let snapshot = answer.await.map_err(actor_ended)??;
         let mut state = self.inner.state.lock();
         if let Some(data) = &state.opened {

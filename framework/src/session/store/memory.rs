@@ -79,6 +79,11 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl SessionStore for MemoryStore {
+    fn version<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        let version = self.with_live(key, |entry| entry.map(|e| e.record.version));
+        Box::pin(async move { Ok(version) })
+    }
+
     fn load<'a>(
         &'a self,
         key: &'a StoreKey,

@@ -93,6 +93,10 @@ pub enum StoreError {
 /// Implementations must make `commit` atomic: check the version, apply the delta, bump the
 /// version, set the expiry, all or nothing.
 pub trait SessionStore: Send + Sync + 'static {
+    /// The stored version of a record (`None`: no such record), the cheapest way to tell
+    /// whether a copy in memory is current.
+    fn version<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+
     /// Loads a record; `known_version` lets the store answer [`Loaded::Unchanged`] without
     /// sending the data again.
     fn load<'a>(

@@ -260,6 +260,28 @@ fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
 }
 
 impl SessionStore for RedisStore {
+    fn version<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            let key = key.as_str();
+            let stored: Option<String> = self
+                .attempt(|mut c| async move {
+                    redis::cmd("HGET")
+                        .arg(key)
+                        .arg("_v")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            match stored {
+                None => Ok(None),
+                Some(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt("field _v is not a number".into())),
+            }
+        })
+    }
+
     fn load<'a>(
         &'a self,
         key: &'a StoreKey,
