@@ -126,9 +126,28 @@ struct Base {
 #[derive(Clone)]
 pub(crate) struct ActorRef {
     tx: mpsc::Sender<Box<Msg>>,
+    /// The actor's current copy, for readers that already know the stored version: they
+    /// take it from here instead of a message round trip through the actor's task.
+    published: Arc<Mutex<Option<Arc<Published>>>>,
+}
+
+/// A copy of a session as its actor last published it.
+#[derive(Debug)]
+pub(crate) struct Published {
+    /// Stored data with this node's pending changes applied.
+    pub(crate) data: Arc<HashMap<String, Bytes>>,
+    /// The stored version the copy is based on (never 0).
+    pub(crate) version: u64,
+    pub(crate) created: u64,
+    pub(crate) refreshed: u64,
 }
 
 impl ActorRef {
+    /// The actor's last published copy, if any.
+    pub(crate) fn published(&self) -> Option<Arc<Published>> {
+        self.published.lock().clone()
+    }
+
     /// Sends `msg`; gives it back if the actor has ended.
     pub(crate) async fn send(&self, msg: Msg) -> Result<(), Msg> {
         self.tx.send(Box::new(msg)).await.map_err(|e| *e.0)
@@ -188,7 +207,10 @@ impl Registry {
         }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(MAILBOX);
-        let actor = ActorRef { tx };
+        let actor = ActorRef {
+            tx,
+            published: Arc::default(),
+        };
         // Over the bound, the actor still serves its caller but is not shared; correctness
         // does not depend on sharing (versions keep separate actors exact, as across servers).
         let registered = self.live.load(Ordering::Relaxed) < shared.settings.max_actors;
@@ -197,7 +219,7 @@ impl Registry {
         }
         drop(shard);
         self.live.fetch_add(1, Ordering::Relaxed);
-        let state = Actor::new(
+        let mut state = Actor::new(
             shared.clone(),
             key.clone(),
             generation,
@@ -205,6 +227,7 @@ impl Registry {
             fresh,
             registered,
         );
+        state.published = actor.published.clone();
         shared.tracker.spawn(state.run());
         actor
     }
@@ -220,6 +243,8 @@ impl Registry {
 struct Actor {
     shared: Arc<Shared>,
     key: StoreKey,
+    /// Shared with every [`ActorRef`]: where the current copy is published for readers.
+    published: Arc<Mutex<Option<Arc<Published>>>>,
     generation: u64,
     registered: bool,
     rx: mpsc::Receiver<Box<Msg>>,
@@ -253,6 +278,7 @@ impl Actor {
         Self {
             shared,
             key,
+            published: Arc::default(),
             generation,
             registered,
             rx,
@@ -320,8 +346,33 @@ impl Actor {
         Box::pin(self.finish()).await;
     }
 
+    /// Publishes the current copy for readers (or withdraws it once the session is gone).
+    fn publish(&self) {
+        let copy = match &self.base {
+            Some(base) if !self.gone && base.version > 0 => Some(base),
+            _ => None,
+        };
+        let mut slot = self.published.lock();
+        match (copy, slot.as_ref()) {
+            (None, _) => *slot = None,
+            (Some(base), Some(p))
+                if p.version == base.version
+                    && Arc::ptr_eq(&p.data, &self.data)
+                    && p.refreshed == base.refreshed => {}
+            (Some(base), _) => {
+                *slot = Some(Arc::new(Published {
+                    data: self.data.clone(),
+                    version: base.version,
+                    created: base.created,
+                    refreshed: base.refreshed,
+                }));
+            }
+        }
+    }
+
     /// Leaves the registry, serves what is still queued, and makes a last commit.
     async fn finish(&mut self) {
+        *self.published.lock() = None;
         if self.registered {
             self.shared.registry.remove(&self.key, self.generation);
         }
@@ -379,6 +430,7 @@ impl Actor {
         if self.flush_requested || self.updates.iter().any(|(w, _)| w.is_some()) {
             self.commit_pending().await;
         }
+        self.publish();
     }
 
     /// Answers a whole batch with `err` when the store could not even be read; blind changes
@@ -456,6 +508,7 @@ impl Actor {
                 drop(reply.send(match moved {
                     Ok(true) => {
                         self.gone = true;
+                        *self.published.lock() = None;
                         Ok(())
                     }
                     Ok(false) => Err(SessionError::Gone),
@@ -577,6 +630,7 @@ impl Actor {
 
     fn mark_gone(&mut self) {
         self.gone = true;
+        *self.published.lock() = None;
         let dropped = self
             .pending
             .iter()

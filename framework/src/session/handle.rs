@@ -578,6 +578,9 @@ impl Session {
             None
         };
         let actor = self.actor_for(&key, false);
+        if let Some(data) = self.take_published(&actor, seen) {
+            return Ok(data);
+        }
         let (reply, answer) = oneshot::channel();
         self.send(&key, &actor, Msg::Open { reply, seen }).await?;
         let snapshot = answer.await.map_err(actor_ended)??;
@@ -608,6 +611,36 @@ impl Session {
                 Ok(empty)
             }
         }
+    }
+
+    /// Opens from the actor's published copy when it is at least as new as the stored
+    /// version this request read, and nothing (expiry, refresh) needs the actor's attention.
+    fn take_published(
+        &self,
+        actor: &ActorRef,
+        seen: Option<Option<u64>>,
+    ) -> Option<Arc<HashMap<String, Bytes>>> {
+        let Some(Some(seen)) = seen else { return None };
+        let copy = actor.published()?;
+        let settings = &self.inner.manager.shared.settings;
+        let now = super::store::unix_now();
+        let fresh_enough = copy.version >= seen
+            && !settings.expired(copy.created, now)
+            && now.saturating_sub(copy.refreshed) < settings.refresh_interval.as_secs();
+        if !fresh_enough {
+            return None;
+        }
+        let mut state = self.inner.state.lock();
+        if let Some(data) = &state.opened {
+            if state.validated {
+                return Some(data.clone());
+            }
+        }
+        state.exists = true;
+        state.validated = true;
+        state.created = copy.created;
+        state.opened = Some(copy.data.clone());
+        Some(copy.data.clone())
     }
 
     /// The session's actor, creating the session (new id, new actor) if it does not exist.
