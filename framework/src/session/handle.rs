@@ -525,15 +525,9 @@ impl Session {
             set: data.into_iter().collect(),
             remove: Vec::new(),
         };
-        match shared.store.commit(key, &delta, 0, ttl, now).await? {
-            super::store::Commit::Done { .. } => {
-                self.inner.state.lock().unstored = None;
-                Ok(())
-            }
-            super::store::Commit::Conflict => {
-                Err(SessionError::Unavailable("session id collision".into()))
-            }
-        }
+        shared.store.create(key, &delta, ttl, now).await?;
+        self.inner.state.lock().unstored = None;
+        Ok(())
     }
 
     /// The first touch: asks the actor for the session's data (once per handle). An id the

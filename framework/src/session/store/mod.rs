@@ -117,6 +117,26 @@ pub trait SessionStore: Send + Sync + 'static {
         now: u64,
     ) -> BoxFuture<'a, Result<Commit, StoreError>>;
 
+    /// Stores a new record under a key derived from an id that was just drawn from the
+    /// CSPRNG and shown to nobody yet, so no other writer can know it: version 1, `delta.set`
+    /// as its data, created and refreshed `now`, expiring after `ttl`. Unlike a `commit`
+    /// with expected version 0, it need not check that the key is free (a 256-bit collision
+    /// is not an event to design for), which lets a store use plain writes.
+    fn create<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        delta: &'a Delta,
+        ttl: Duration,
+        now: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match self.commit(key, delta, 0, ttl, now).await? {
+                Commit::Done { .. } => Ok(()),
+                Commit::Conflict => Err(StoreError::Backend("session key already in use".into())),
+            }
+        })
+    }
+
     /// Refreshes the expiry of an existing record to `ttl` and stamps `now` as refreshed,
     /// without touching its data or version. Returns whether the record exists.
     fn touch<'a>(
