@@ -121,7 +121,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// CSPRNG and shown to nobody yet, so no other writer can know it: version 1, `delta.set`
     /// as its data, created and refreshed `now`, expiring after `ttl`. Unlike a `commit`
     /// with expected version 0, it need not check that the key is free (a 256-bit collision
-    /// is not an event to design for), which lets a store use plain writes.
+    /// is not an event to design for), so a store may use plain writes where they are
+    /// cheaper; the default is the conditional commit.
     fn create<'a>(
         &'a self,
         key: &'a StoreKey,

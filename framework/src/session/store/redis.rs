@@ -260,41 +260,6 @@ fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
 }
 
 impl SessionStore for RedisStore {
-    fn create<'a>(
-        &'a self,
-        key: &'a StoreKey,
-        delta: &'a Delta,
-        ttl: Duration,
-        now: u64,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            // One MULTI/EXEC: a script would cost Redis several times these two writes. A
-            // retry after a dropped connection writes the same fields again.
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let hset = pipe.cmd("HSET").arg(key.as_str());
-            hset.arg("_v")
-                .arg(1)
-                .arg("_c")
-                .arg(now)
-                .arg("_r")
-                .arg(now)
-                .arg("_t")
-                .arg(commit_token());
-            for (k, v) in &delta.set {
-                hset.arg(format!("d:{k}")).arg(v.as_ref());
-            }
-            pipe.cmd("PEXPIRE")
-                .arg(key.as_str())
-                .arg(millis(ttl))
-                .ignore();
-            let pipe = &pipe;
-            self.attempt(|mut c| async move { pipe.query_async::<Value>(&mut c).await })
-                .await
-                .map(drop)
-        })
-    }
-
     fn version<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         Box::pin(async move {
             let key = key.as_str();
