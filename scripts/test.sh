@@ -2,6 +2,7 @@
 # Runs Rondo's whole test suite. The integration tests start their own redis-server on free
 # loopback ports, so the Debian package redis-server is installed first where it is missing.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -p rondo-tests --test sessions).
+# The last line sums up every test binary: "total: N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,4 +14,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 fi
 
-exec cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ {
+       for (i = 1; i <= NF; i++) {
+         if ($(i) ~ /^passed;?$/) p += $(i-1)
+         if ($(i) ~ /^failed;?$/) f += $(i-1)
+         if ($(i) ~ /^ignored;?$/) s += $(i-1)
+       }
+     }
+     END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

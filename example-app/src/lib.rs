@@ -1,7 +1,7 @@
 //! The example application as a library, so tests can build it in-process on port 0.
 //!
 //! [`build`] wires the routes; the controllers live in [`api`] (the basket shop's JSON API),
-//! [`pages`] (the HTML shop with CSRF-protected forms) and [`bench`] (benchmark routes).
+//! [`pages`] (the HTML shop with CSRF-protected forms) and [`mod@bench`] (benchmark routes).
 
 pub mod api;
 pub mod bench;

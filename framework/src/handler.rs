@@ -5,7 +5,7 @@
 //! [`FromRequest`], and the output is a [`Responder`]. When an argument declares that it may
 //! defer work (`DEFERS`, e.g. a session that persists after the response), the controller
 //! runs inside a [`crate::scope`] and what was deferred runs once it has answered. The router stores handlers type-erased
-//! as [`BoxedHandler`], one allocation per route at start-up.
+//! as a boxed closure, one allocation per route at start-up.
 
 use std::future::Future;
 use std::pin::Pin;
