@@ -184,9 +184,14 @@ impl Config {
 
 /// Loads a [`Config`], optionally allowing application-defined sections.
 ///
-/// ```ignore
-/// let config = ConfigLoader::new().section("mail").load("config.ini")?;
+/// ```
+/// use rondo::ConfigLoader;
+///
+/// let text = "[session]\nstore = memory\n[mail]\nrelay = smtp.example:25\n";
+/// let config = ConfigLoader::new().section("mail").parse_str(text, "app.ini")?;
 /// let relay: Option<String> = config.section("mail").map(|s| s.get("relay")).transpose()?.flatten();
+/// assert_eq!(relay.as_deref(), Some("smtp.example:25"));
+/// # Ok::<(), rondo::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ConfigLoader {
