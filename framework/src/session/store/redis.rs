@@ -290,23 +290,14 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             // Plain commands, not a script: a read is the common case, and a Lua call costs
             // Redis several times an HGET. The version first; the record only if it moved.
-            let key = key.as_str();
             if known_version != 0 {
-                let stored: Option<String> = self
-                    .attempt(|mut c| async move {
-                        redis::cmd("HGET")
-                            .arg(key)
-                            .arg("_v")
-                            .query_async(&mut c)
-                            .await
-                    })
-                    .await?;
-                match stored {
+                match self.version(key).await? {
                     None => return Ok(Loaded::Missing),
-                    Some(v) if v == known_version.to_string() => return Ok(Loaded::Unchanged),
+                    Some(v) if v == known_version => return Ok(Loaded::Unchanged),
                     Some(_) => {}
                 }
             }
+            let key = key.as_str();
             let fields: Value = self
                 .attempt(
                     |mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await },
