@@ -155,6 +155,18 @@ async fn session_keys(session: Session) -> Result<Json<Vec<String>>, SessionErro
     Ok(Json(session.keys().await?))
 }
 
+/// `GET /put-then-panic/{k}`: `put`s at `k`, then panics before answering.
+async fn put_then_panic(
+    session: Session,
+    Path(key): Path<String>,
+) -> Result<&'static str, SessionError> {
+    session.put(&key, "half-made")?;
+    if !key.is_empty() {
+        panic!("controller fails after its put");
+    }
+    Ok("unreachable")
+}
+
 /// `GET /untouched`: takes the session but never uses it.
 async fn untouched(_session: Session) -> &'static str {
     "untouched"
@@ -168,6 +180,7 @@ fn routes(manager: &SessionManager, config: Config) -> App {
         .get("/get/{k}", get_value)
         .get("/keys", session_keys)
         .get("/untouched", untouched)
+        .get("/put-then-panic/{k}", put_then_panic)
 }
 
 /// [`routes`] with the session manager `[session] store` asks for, served on a free port.
@@ -796,4 +809,72 @@ async fn closed_idle_connection_costs_no_request() {
         (StatusCode::OK, "1")
     );
     assert_eq!(shop.get("/readyz").await.status, StatusCode::OK);
+}
+
+/// Graceful shutdown right after a burst of acknowledged writes (`persist = after_response`,
+/// so every commit follows its response) loses none of them: the server waits for the
+/// session actors' last commits before it returns.
+#[tokio::test]
+async fn shutdown_right_after_a_burst_loses_no_acknowledged_write() {
+    let redis = RedisServer::start().await;
+    let server = start_custom(store_config("redis", redis.port())).await;
+    let mut jar = Jar::default();
+    assert_eq!(
+        jar.get(&server, "/put/first/0").await.status,
+        StatusCode::OK
+    );
+    let cookie = format!("dmsession={}", jar.value.clone().unwrap());
+    // Writes stall in Redis for a moment: the responses go out, the commits wait.
+    redis.cmd(&["CLIENT", "PAUSE", "400", "WRITE"]).await;
+    let mut burst = Vec::new();
+    for i in 0..60 {
+        let client = server.client();
+        let cookie = cookie.clone();
+        burst.push(tokio::spawn(async move {
+            let path = format!("/put/k{i}/v{i}");
+            client
+                .get_with(&path, &[("cookie", cookie.as_str())])
+                .await
+                .status
+        }));
+    }
+    for request in burst {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    // Every write above was acknowledged; stop at once.
+    server.shutdown().await.unwrap();
+    let keys = redis.keys("session:*").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let fields: Vec<String> = redis
+        .hgetall(&keys[0])
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for i in 0..60 {
+        assert!(fields.contains(&format!("d:k{i}")), "k{i} lost: {fields:?}");
+    }
+}
+
+/// A controller that panics after a `put` answers 500 and its change is not persisted: the
+/// session keeps exactly what it had.
+#[tokio::test]
+async fn a_failed_controller_persists_nothing() {
+    let redis = RedisServer::start().await;
+    let server = start_custom(store_config("redis", redis.port())).await;
+    let mut jar = Jar::default();
+    assert_eq!(jar.get(&server, "/put/kept/1").await.status, StatusCode::OK);
+    let failed = jar.get(&server, "/put-then-panic/lost").await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(jar.get(&server, "/get/lost").await.body, "null");
+    assert_eq!(jar.get(&server, "/get/kept").await.body, "\"1\"");
+    let keys = redis.keys("session:*").await;
+    let fields: Vec<String> = redis
+        .hgetall(&keys[0])
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!fields.contains(&"d:lost".to_owned()), "{fields:?}");
 }
