@@ -878,3 +878,29 @@ async fn a_failed_controller_persists_nothing() {
         .collect();
     assert!(!fields.contains(&"d:lost".to_owned()), "{fields:?}");
 }
+
+/// An `update` on a session that another server has just logged out continues in a fresh
+/// session (new id, counter from 1): it neither fails nor brings the old session back.
+#[tokio::test]
+async fn update_after_logout_elsewhere_starts_fresh() {
+    let redis = RedisServer::start().await;
+    let a = start_example(example_config(redis.port(), "")).await;
+    let b = start_example(example_config(redis.port(), "")).await;
+    let mut jar = Jar::default();
+    assert_eq!(jar.get(&a, "/bench/counter").await.body, "1");
+    assert_eq!(jar.get(&a, "/bench/counter").await.body, "2"); // A's actor is warm now
+    let old = jar.value.clone().unwrap();
+    let mut other = Jar {
+        value: Some(old.clone()),
+    };
+    let out = other.send(&b, "POST", "/api/logout", None, "").await;
+    assert_eq!(out.status, StatusCode::OK);
+    let next = jar.get(&a, "/bench/counter").await;
+    assert_eq!((next.status, next.body.as_str()), (StatusCode::OK, "1"));
+    let new = jar.value.clone().unwrap();
+    assert_ne!(new, old);
+    // Only the new session is stored; the logged-out one stays gone.
+    assert_eq!(redis.keys("t:session:*").await.len(), 1);
+    let mut stale = Jar { value: Some(old) };
+    assert_eq!(stale.get(&b, "/bench/read").await.body, "0");
+}
