@@ -16,7 +16,7 @@
 //! messages once nothing is pending, or at shutdown after a final commit.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,16 +27,12 @@ use tokio::time::Instant;
 
 use super::id::StoreKey;
 use super::manager::Shared;
+use super::registry::{Published, MAILBOX};
 use super::store::{unix_now, Commit, Delta, Loaded, Record, StoreError};
 use super::SessionError;
 
-/// Messages queued per actor; requests on one session rarely number more than a few at a
-/// time, and a full queue only makes senders wait (back-pressure), it never drops anything.
-const MAILBOX: usize = 256;
 /// A commit that keeps conflicting this many times in a row gives up with 503.
 const MAX_CONFLICTS: usize = 32;
-/// Shards of the registry, so that unrelated sessions do not contend on one lock.
-const SHARDS: usize = 64;
 
 /// A closure for `update`: old value in, new value out (`None` removes the key). It may run
 /// more than once (again after a conflict), so it must not have side effects.
@@ -119,125 +115,19 @@ struct Base {
     refreshed: u64,
 }
 
-/// A handle to a session actor.
-///
-/// Messages travel boxed: a channel allocates its slots in blocks of 32, and with 100k idle
-/// actors a block of pointers instead of a block of messages is most of the memory saved.
-#[derive(Clone)]
-pub(crate) struct ActorRef {
-    tx: mpsc::Sender<Box<Msg>>,
-    /// The actor's current copy, for readers that already know the stored version: they
-    /// take it from here instead of a message round trip through the actor's task.
+/// Starts the actor for `key` on the manager's task tracker.
+pub(super) fn spawn(
+    shared: &Arc<Shared>,
+    key: StoreKey,
+    generation: u64,
+    rx: mpsc::Receiver<Box<Msg>>,
+    fresh: bool,
+    registered: bool,
     published: Arc<Mutex<Option<Arc<Published>>>>,
-}
-
-/// A copy of a session as its actor last published it.
-#[derive(Debug)]
-pub(crate) struct Published {
-    /// Stored data with this node's pending changes applied.
-    pub(crate) data: Arc<HashMap<String, Bytes>>,
-    /// The stored version the copy is based on (never 0).
-    pub(crate) version: u64,
-    pub(crate) created: u64,
-    pub(crate) refreshed: u64,
-}
-
-impl ActorRef {
-    /// The actor's last published copy, if any.
-    pub(crate) fn published(&self) -> Option<Arc<Published>> {
-        self.published.lock().clone()
-    }
-
-    /// Sends `msg`; gives it back if the actor has ended.
-    pub(crate) async fn send(&self, msg: Msg) -> Result<(), Msg> {
-        self.tx.send(Box::new(msg)).await.map_err(|e| *e.0)
-    }
-
-    /// Sends without waiting; gives the message back if the mailbox is full or closed.
-    pub(crate) fn try_send(&self, msg: Msg) -> Result<(), Msg> {
-        self.tx.try_send(Box::new(msg)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => *m,
-        })
-    }
-}
-
-/// The live actors of this node, by store key.
-pub(crate) struct Registry {
-    shards: Vec<Mutex<HashMap<StoreKey, (u64, ActorRef)>>>,
-    live: AtomicUsize,
-    next_generation: AtomicU64,
-}
-
-impl Registry {
-    pub(crate) fn new() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            live: AtomicUsize::new(0),
-            next_generation: AtomicU64::new(1),
-        }
-    }
-
-    fn shard(&self, key: &StoreKey) -> &Mutex<HashMap<StoreKey, (u64, ActorRef)>> {
-        // Store keys end in hex digits of a hash: already uniformly spread.
-        let tail = key.as_str().as_bytes().iter().rev().take(4);
-        let n = tail.fold(0usize, |acc, b| {
-            acc.wrapping_mul(31).wrapping_add(usize::from(*b))
-        });
-        &self.shards[n % SHARDS]
-    }
-
-    /// Live actors on this node.
-    pub(crate) fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
-    }
-
-    /// The actor for `key`, spawned if there is none. `fresh` marks a session created by
-    /// this request, which the store cannot know yet.
-    pub(crate) fn get_or_spawn(
-        &self,
-        shared: &Arc<Shared>,
-        key: &StoreKey,
-        fresh: bool,
-    ) -> ActorRef {
-        let mut shard = self.shard(key).lock();
-        if let Some((_, actor)) = shard.get(key) {
-            if !actor.tx.is_closed() {
-                return actor.clone();
-            }
-        }
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(MAILBOX);
-        let actor = ActorRef {
-            tx,
-            published: Arc::default(),
-        };
-        // Over the bound, the actor still serves its caller but is not shared; correctness
-        // does not depend on sharing (versions keep separate actors exact, as across servers).
-        let registered = self.live.load(Ordering::Relaxed) < shared.settings.max_actors;
-        if registered {
-            shard.insert(key.clone(), (generation, actor.clone()));
-        }
-        drop(shard);
-        self.live.fetch_add(1, Ordering::Relaxed);
-        let mut state = Actor::new(
-            shared.clone(),
-            key.clone(),
-            generation,
-            rx,
-            fresh,
-            registered,
-        );
-        state.published = actor.published.clone();
-        shared.tracker.spawn(state.run());
-        actor
-    }
-
-    fn remove(&self, key: &StoreKey, generation: u64) {
-        let mut shard = self.shard(key).lock();
-        if shard.get(key).is_some_and(|(g, _)| *g == generation) {
-            shard.remove(key);
-        }
-    }
+) {
+    let mut actor = Actor::new(shared.clone(), key, generation, rx, fresh, registered);
+    actor.published = published;
+    shared.tracker.spawn(actor.run());
 }
 
 struct Actor {

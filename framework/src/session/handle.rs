@@ -18,9 +18,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::actor::{ActorRef, Msg, Op, UpdateFn};
+use super::actor::{Msg, Op, UpdateFn};
 use super::id::{SessionId, StoreKey};
 use super::manager::SessionManager;
+use super::registry::ActorRef;
 use super::store::StoreError;
 use super::SessionError;
 use crate::app::AppContext;
@@ -697,7 +698,7 @@ impl Session {
                 state.refresh_due && state.exists,
             )
         };
-        if let Some(data) = opened.filter(|d| d.contains_key(FLASH_OLD)).or(None) {
+        if let Some(data) = opened.filter(|d| d.contains_key(FLASH_OLD)) {
             age_flashes(&data, &flashed, &mut ops);
         } else if !flashed.is_empty() {
             ops.push(Op::Set(FLASH_OLD.to_owned(), encode(FLASH_OLD, &flashed)?));

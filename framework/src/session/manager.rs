@@ -7,10 +7,11 @@ use http::request::Parts;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::actor::{ActorRef, Msg, Registry};
+use super::actor::Msg;
 use super::cookie::CookieSettings;
 use super::handle::Session;
 use super::id::{SessionId, StoreKey};
+use super::registry::{ActorRef, Registry};
 use super::store::{MemoryStore, RedisStore, SessionStore};
 use super::SessionError;
 use crate::config::{Config, PersistMode, StoreKind};

@@ -15,6 +15,7 @@ mod csrf;
 mod handle;
 mod id;
 mod manager;
+mod registry;
 pub mod store;
 
 pub use csrf::CsrfForm;
