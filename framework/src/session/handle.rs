@@ -32,10 +32,6 @@ use crate::respond::{RequestHead, Responder};
 use crate::scope::Finisher;
 use crate::Response;
 
-/// Session keys holding flash values are `_flash:{key}`; this one lists the keys to drop at
-/// the end of the next request that opens the session.
-const FLASH_OLD: &str = "_flash.old";
-
 /// What the response must say about the cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CookieAction {
@@ -110,7 +106,7 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Bytes, SessionError> {
+pub(super) fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Bytes, SessionError> {
     rmp_serde::to_vec_named(value)
         .map(Bytes::from)
         .map_err(|e| SessionError::Encode {
@@ -119,7 +115,7 @@ fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Bytes, SessionE
         })
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, SessionError> {
+pub(super) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, SessionError> {
     rmp_serde::from_slice(bytes).map_err(|e| SessionError::Decode {
         key: key.to_owned(),
         message: e.to_string(),
@@ -414,32 +410,9 @@ impl Session {
         Ok(())
     }
 
-    /// Stores a value readable by the next request that opens the session (and by this one),
-    /// then dropped: "item added" after a redirect.
-    ///
-    /// # Errors
-    ///
-    /// The value cannot be encoded or the session would grow too large.
-    pub fn flash<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
-        let bytes = encode(key, value)?;
-        self.raw_put(&format!("_flash:{key}"), bytes)?;
+    /// Notes that this request flashed `key` (see `flash.rs`).
+    pub(super) fn mark_flashed(&self, key: &str) {
         self.inner.state.lock().flashed.push(key.to_owned());
-        Ok(())
-    }
-
-    /// A flash value set by the previous request (or this one).
-    ///
-    /// # Errors
-    ///
-    /// The store could not be reached, or the value is not a `T`.
-    pub async fn flash_get<T: DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, SessionError> {
-        self.raw_get(&format!("_flash:{key}"))
-            .await?
-            .map(|bytes| decode(key, &bytes))
-            .transpose()
     }
 
     /// Stores the changes made through this handle now and waits for the commit: Resonance's
@@ -698,11 +671,7 @@ impl Session {
                 state.refresh_due && state.exists,
             )
         };
-        if let Some(data) = opened.filter(|d| d.contains_key(FLASH_OLD)) {
-            age_flashes(&data, &flashed, &mut ops);
-        } else if !flashed.is_empty() {
-            ops.push(Op::Set(FLASH_OLD.to_owned(), encode(FLASH_OLD, &flashed)?));
-        }
+        super::flash::age(opened.as_deref(), &flashed, &mut ops)?;
         if ops.is_empty() && !refresh_due {
             return Ok(None);
         }
@@ -782,21 +751,6 @@ impl Session {
                 }
             }
         }
-    }
-}
-
-/// Drops the flash values of the previous request and remembers this request's.
-fn age_flashes(data: &HashMap<String, Bytes>, flashed: &[String], ops: &mut Vec<Op>) {
-    let old: Vec<String> = data
-        .get(FLASH_OLD)
-        .and_then(|b| rmp_serde::from_slice(b).ok())
-        .unwrap_or_default();
-    for key in old.iter().filter(|k| !flashed.contains(k)) {
-        ops.push(Op::Remove(format!("_flash:{key}")));
-    }
-    match encode(FLASH_OLD, flashed) {
-        Ok(bytes) if !flashed.is_empty() => ops.push(Op::Set(FLASH_OLD.to_owned(), bytes)),
-        _ => ops.push(Op::Remove(FLASH_OLD.to_owned())),
     }
 }
 

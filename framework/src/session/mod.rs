@@ -12,6 +12,7 @@
 mod actor;
 mod cookie;
 mod csrf;
+mod flash;
 mod handle;
 mod id;
 mod manager;
