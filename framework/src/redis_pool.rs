@@ -116,8 +116,6 @@ impl RedisPool {
         let builder = bb8::Pool::builder()
             .max_size(config.pool_size)
             .connection_timeout(config.timeout)
-            // A refused connect fails the check-out at once (503 now, not after the timeout).
-            .retry_connection(false)
             // The broken flag replaces bb8-redis' PING on every check-out.
             .test_on_check_out(true);
         let manager = Manager { inner };

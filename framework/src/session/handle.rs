@@ -399,7 +399,7 @@ impl Session {
         let id = self.inner.state.lock().id.clone();
         if let Some(id) = id {
             let key = self.inner.manager.key(&id);
-            let actor = self.actor_for(&key, false);
+            let actor = self.actor_for(&key);
             let (reply, answer) = oneshot::channel();
             self.send(&key, &actor, Msg::Destroy { reply }).await?;
             answer.await.map_err(actor_ended)??;
@@ -545,7 +545,7 @@ impl Session {
         } else {
             None
         };
-        let actor = self.actor_for(&key, false);
+        let actor = self.actor_for(&key);
         if let Some(data) = self.take_published(&actor, seen) {
             return Ok(data);
         }
@@ -637,12 +637,13 @@ impl Session {
         Ok((key, actor))
     }
 
-    fn actor_for(&self, key: &StoreKey, fresh: bool) -> ActorRef {
+    /// The cached actor for `key` (an existing session), or the registry's.
+    fn actor_for(&self, key: &StoreKey) -> ActorRef {
         let mut state = self.inner.state.lock();
         match &state.actor {
             Some((k, actor)) if k == key => actor.clone(),
             _ => {
-                let actor = self.inner.manager.shared.actor(key, fresh);
+                let actor = self.inner.manager.shared.actor(key, false);
                 state.actor = Some((key.clone(), actor.clone()));
                 actor
             }
