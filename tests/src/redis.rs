@@ -275,6 +275,28 @@ impl RedisServer {
         parse_command_stats(&info)
     }
 
+    /// The commands counted since the last reset that a request could have caused: the
+    /// harness' and the clients' housekeeping (`info`, `ping`, `hello`, `config|*`,
+    /// `client|*`, `command|*`) and zero counts left out.
+    ///
+    /// # Panics
+    ///
+    /// When the command fails.
+    pub async fn data_commands(&self) -> std::collections::BTreeMap<String, u64> {
+        fn housekeeping(command: &str) -> bool {
+            matches!(command, "info" | "ping" | "hello")
+                || ["config", "client", "command"]
+                    .iter()
+                    .any(|prefix| command.starts_with(prefix))
+        }
+        self.command_stats()
+            .await
+            .into_iter()
+            .map(|(name, calls)| (name.to_ascii_lowercase(), calls))
+            .filter(|(name, calls)| !housekeeping(name) && *calls > 0)
+            .collect()
+    }
+
     /// `CONFIG RESETSTAT`: zeroes the counters behind [`RedisServer::command_stats`].
     ///
     /// # Panics

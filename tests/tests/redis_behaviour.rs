@@ -8,28 +8,18 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use rondo::session::store::RedisStore;
 use rondo::{App, Config, ConfigLoader, Json, Path, Session, SessionError, SessionManager};
 use rondo_tests::app::{example_config, set_cookie_value, start_example, Jar};
+use rondo_tests::eventually;
 use rondo_tests::http::{TestResponse, TestServer};
 use rondo_tests::redis::RedisServer;
 
 /// The longest any single wait for Redis or the app may take.
 const WAIT: Duration = Duration::from_secs(5);
-
-/// Commands the harness or the pool send on their own (statistics, connection set-up,
-/// health checks): never counted as "caused by a request".
-fn is_housekeeping(command: &str) -> bool {
-    let command = command.to_ascii_lowercase();
-    matches!(command.as_str(), "info" | "ping" | "hello")
-        || ["config", "client", "command"]
-            .iter()
-            .any(|prefix| command.starts_with(prefix))
-}
 
 /// Commands that change data.
 const WRITE_COMMANDS: &[&str] = &[
@@ -86,22 +76,6 @@ async fn connected_clients(redis: &RedisServer) -> u64 {
 // Waiting, apps, requests.
 // ---------------------------------------------------------------------------------------
 
-/// Polls `probe` every 20 ms until it gives a value, for at most `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The single session key in Redis, once exactly one exists.
 async fn only_session_key(redis: &RedisServer) -> String {
     eventually("exactly one session key", WAIT, || async {
@@ -120,17 +94,6 @@ async fn wait_for_field(redis: &RedisServer, key: &str, field: &str) {
             .then_some(())
     })
     .await;
-}
-
-/// Redis commands counted since the last reset, housekeeping left out, zero counts dropped.
-async fn data_commands(redis: &RedisServer) -> BTreeMap<String, u64> {
-    redis
-        .command_stats()
-        .await
-        .into_iter()
-        .filter(|(name, calls)| !is_housekeeping(name) && *calls > 0)
-        .map(|(name, calls)| (name.to_ascii_lowercase(), calls))
-        .collect()
 }
 
 /// `GET /put/{k}/{v}`: `put`s the string `v` at `k`.
@@ -260,7 +223,7 @@ async fn requests_that_do_not_touch_the_session_send_no_redis_command() {
     }
     // An after-response commit, if any, would land shortly after the last response.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(data_commands(&redis).await, BTreeMap::new());
+    assert_eq!(redis.data_commands().await, BTreeMap::new());
 }
 
 /// Reading a session (`/bench/read`, `/api/basket`) sends no write command, and the
@@ -287,7 +250,7 @@ async fn read_only_requests_send_no_write_command() {
         assert_eq!(set_cookie_value(&basket, "dmsession"), None);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let commands = data_commands(&redis).await;
+    let commands = redis.data_commands().await;
     for write in WRITE_COMMANDS {
         assert_eq!(commands.get(*write), None, "{write} in {commands:?}");
     }

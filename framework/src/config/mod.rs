@@ -93,8 +93,8 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind};
 pub use section::Section;
 pub use settings::{
-    AppConfig, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, RedisPoolConfig, SameSite,
-    SessionConfig, StoreKind,
+    AppConfig, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck, RedisPoolConfig,
+    SameSite, SessionConfig, StoreKind,
 };
 
 /// The result type of this module.

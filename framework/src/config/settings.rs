@@ -117,6 +117,18 @@ config_enum! {
     }
 }
 
+config_enum! {
+    /// `[session] read_check`: how a read knows its copy of a session is current.
+    ReadCheck {
+        /// `tracking`: Redis client-side caching invalidates copies, so a warm read sends
+        /// nothing to Redis (the default; falls back to `version` while unavailable).
+        #[default]
+        Tracking = "tracking",
+        /// `version`: every read asks Redis for the stored version (one `HGET`).
+        Version = "version",
+    }
+}
+
 /// The `[app]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConfig {
@@ -216,6 +228,8 @@ pub struct SessionConfig {
     pub refresh_interval: Duration,
     /// `persist`: `after_response` | `before_response`; default `after_response`.
     pub persist: PersistMode,
+    /// `read_check`: `tracking` | `version`; default `tracking`.
+    pub read_check: ReadCheck,
     /// `max_size`: the largest serialized session, a size >= 1 KiB; default 256 KiB.
     pub max_size: usize,
     /// `actor_idle_timeout`: an idle session actor stops after this long, > 0; default 30 s.
@@ -239,6 +253,7 @@ impl Default for SessionConfig {
             max_lifetime: None,
             refresh_interval: Duration::from_secs(60),
             persist: PersistMode::AfterResponse,
+            read_check: ReadCheck::Tracking,
             max_size: 256 * 1024,
             actor_idle_timeout: Duration::from_secs(30),
             max_actors: 100_000,

@@ -8,8 +8,8 @@ use super::ini::{Entry, Item};
 use super::validate::{cookie_domain, cookie_name, cookie_path, host, non_empty, optional, url};
 use super::value::{self, Expected};
 use super::{
-    AppConfig, Config, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, RedisPoolConfig,
-    Result, SameSite, Section, SessionConfig, StoreKind,
+    AppConfig, Config, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck,
+    RedisPoolConfig, Result, SameSite, Section, SessionConfig, StoreKind,
 };
 
 /// The sections every config file may have.
@@ -39,6 +39,7 @@ const SESSION_KEYS: &[&str] = &[
     "max_lifetime",
     "refresh_interval",
     "persist",
+    "read_check",
     "max_size",
     "actor_idle_timeout",
     "max_actors",
@@ -227,6 +228,7 @@ fn session(s: &mut SessionConfig, e: &Entry) -> EntryResult {
         "max_lifetime" => s.max_lifetime = value::optional_duration(v)?,
         "refresh_interval" => s.refresh_interval = value::duration(v)?,
         "persist" => s.persist = PersistMode::parse_word(v)?,
+        "read_check" => s.read_check = ReadCheck::parse_word(v)?,
         "max_size" => s.max_size = value::size_in(v, KIB, u64::MAX)?,
         "actor_idle_timeout" => s.actor_idle_timeout = value::positive_duration(v)?,
         "max_actors" => s.max_actors = value::count(v, 1, usize::MAX)?,
@@ -325,6 +327,7 @@ mod tests {
             "cookie_samesite" => "strict",
             "cookie_secure" => "true",
             "persist" => "before_response",
+            "read_check" => "version",
             "cookie_path" => "/",
             "http2" | "pool_prefill" => "yes",
             "max_header_bytes" | "max_size" => "2k",

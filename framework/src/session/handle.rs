@@ -527,6 +527,25 @@ impl Session {
             }
         };
         let key = self.inner.manager.key(&id);
+        let shared = &self.inner.manager.shared;
+        // With client-side caching, a copy no write has touched since it was checked is
+        // current: no round trip. Otherwise note the state before checking, so that the
+        // check can vouch for the copy afterwards.
+        let mut vouch = None;
+        if let (true, Some(tracking)) = (revalidate, shared.tracking.get()) {
+            let actor = self.actor_for(&key);
+            if tracking.current(shared, &actor.stamp) {
+                if let Some(data) = self.take_published(&actor, Some(Some(0))) {
+                    return Ok(data);
+                }
+            }
+            vouch = Some((tracking, actor.stamp.clone(), tracking.ticket(&actor.stamp)));
+        }
+        let vouch = move || {
+            if let Some((tracking, stamp, ticket)) = vouch {
+                tracking.confirm(&stamp, ticket);
+            }
+        };
         // A reader asks the store for the version itself, concurrently with other requests
         // (pipelined), so the actor only compares versions instead of queueing reloads.
         let seen = if revalidate {
@@ -547,6 +566,7 @@ impl Session {
         };
         let actor = self.actor_for(&key);
         if let Some(data) = self.take_published(&actor, seen) {
+            vouch();
             return Ok(data);
         }
         let (reply, answer) = oneshot::channel();
@@ -561,6 +581,9 @@ impl Session {
         state.validated = revalidate;
         match snapshot {
             Some(snapshot) => {
+                if revalidate {
+                    vouch();
+                }
                 state.exists = true;
                 state.refresh_due = snapshot.refresh_due;
                 state.created = snapshot.created;

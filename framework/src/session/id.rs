@@ -91,6 +91,13 @@ impl StoreKey {
     }
 }
 
+/// Lets maps keyed by store key be searched with the key text Redis reports.
+impl std::borrow::Borrow<str> for StoreKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The session manager: one per app, holding the store, the settings and the actor registry.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::request::Parts;
@@ -13,8 +13,9 @@ use super::handle::Session;
 use super::id::{SessionId, StoreKey};
 use super::registry::{ActorRef, Registry};
 use super::store::{MemoryStore, RedisStore, SessionStore};
+use super::tracking::Tracking;
 use super::SessionError;
-use crate::config::{Config, PersistMode, StoreKind};
+use crate::config::{Config, PersistMode, ReadCheck, RedisPoolConfig, StoreKind};
 use crate::redis_pool::RedisPool;
 use crate::App;
 
@@ -83,6 +84,9 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// Cancelled at shutdown: actors make a last commit and end.
     pub(crate) closing: CancellationToken,
+    /// Redis client-side caching for reads, when the store is Redis and `read_check` asks
+    /// for it; set once, after the manager exists (its connection task holds a weak link).
+    pub(crate) tracking: OnceLock<Arc<Tracking>>,
 }
 
 impl Shared {
@@ -151,6 +155,7 @@ impl SessionManager {
             registry: Registry::new(),
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),
+            tracking: OnceLock::new(),
         };
         Self {
             shared: Arc::new(shared),
@@ -196,7 +201,11 @@ impl SessionManager {
         match redis {
             Ok(store) => {
                 tracing::info!(redis = %where_, pool = %pool_config.name, "sessions stored in Redis");
-                Ok(Self::new(store, config, &pool_config.prefix))
+                let manager = Self::new(store, config, &pool_config.prefix);
+                if config.session.read_check == ReadCheck::Tracking {
+                    manager.track(pool_config);
+                }
+                Ok(manager)
             }
             Err(why) if kind == StoreKind::Auto => {
                 warn_memory_fallback(&format!("Redis at {where_} is unreachable ({why})"));
@@ -206,6 +215,19 @@ impl SessionManager {
                 "[session] store = redis, but Redis at {where_} is unreachable: {why}"
             ))),
         }
+    }
+
+    /// Starts Redis client-side caching of reads for this manager's keys.
+    fn track(&self, pool: &RedisPoolConfig) {
+        let prefix = format!("{}session:", self.shared.settings.prefix);
+        let tracking = Tracking::start(
+            pool.clone(),
+            prefix,
+            Arc::downgrade(&self.shared),
+            self.shared.closing.clone(),
+        );
+        // A new manager: the cell is empty.
+        drop(self.shared.tracking.set(tracking));
     }
 
     /// Registers the manager with `app`: as state (for [`Session`] arguments and

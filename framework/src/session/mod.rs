@@ -18,6 +18,7 @@ mod id;
 mod manager;
 mod registry;
 pub mod store;
+mod tracking;
 
 pub use csrf::CsrfForm;
 pub use handle::Session;

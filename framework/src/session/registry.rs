@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::actor::Msg;
 use super::id::StoreKey;
 use super::manager::Shared;
+use super::tracking::Stamp;
 
 /// Messages queued per actor; requests on one session rarely number more than a few at a
 /// time, and a full queue only makes senders wait (back-pressure), it never drops anything.
@@ -32,6 +33,8 @@ pub(crate) struct ActorRef {
     /// The actor's current copy, for readers that already know the stored version: they
     /// take it from here instead of a message round trip through the actor's task.
     pub(super) published: Arc<Mutex<Option<Arc<Published>>>>,
+    /// What Redis client-side caching said of the key since the copy was last checked.
+    pub(super) stamp: Arc<Stamp>,
 }
 
 /// A copy of a session as its actor last published it.
@@ -80,9 +83,9 @@ impl Registry {
         }
     }
 
-    fn shard(&self, key: &StoreKey) -> &Mutex<HashMap<StoreKey, (u64, ActorRef)>> {
+    fn shard(&self, key: &str) -> &Mutex<HashMap<StoreKey, (u64, ActorRef)>> {
         // Store keys end in hex digits of a hash: already uniformly spread.
-        let tail = key.as_str().as_bytes().iter().rev().take(4);
+        let tail = key.as_bytes().iter().rev().take(4);
         let n = tail.fold(0usize, |acc, b| {
             acc.wrapping_mul(31).wrapping_add(usize::from(*b))
         });
@@ -102,7 +105,7 @@ impl Registry {
         key: &StoreKey,
         fresh: bool,
     ) -> ActorRef {
-        let mut shard = self.shard(key).lock();
+        let mut shard = self.shard(key.as_str()).lock();
         if let Some((_, actor)) = shard.get(key) {
             if !actor.tx.is_closed() {
                 return actor.clone();
@@ -110,13 +113,14 @@ impl Registry {
         }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(MAILBOX);
-        let actor = ActorRef {
-            tx,
-            published: Arc::default(),
-        };
         // Over the bound, the actor still serves its caller but is not shared; correctness
         // does not depend on sharing (versions keep separate actors exact, as across servers).
         let registered = self.live.load(Ordering::Relaxed) < shared.settings.max_actors;
+        let actor = ActorRef {
+            tx,
+            published: Arc::default(),
+            stamp: Arc::new(Stamp::new(registered)),
+        };
         if registered {
             shard.insert(key.clone(), (generation, actor.clone()));
         }
@@ -135,9 +139,19 @@ impl Registry {
         actor
     }
 
+    /// Notes that Redis reported a write to `key` (a store key), for the actor that holds it.
+    pub(crate) fn invalidate(&self, key: &[u8]) {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        if let Some((_, actor)) = self.shard(key).lock().get(key) {
+            actor.stamp.invalidate();
+        }
+    }
+
     /// Forgets the actor for `key` if it is still the one of `generation`.
     pub(super) fn remove(&self, key: &StoreKey, generation: u64) {
-        let mut shard = self.shard(key).lock();
+        let mut shard = self.shard(key.as_str()).lock();
         if shard.get(key).is_some_and(|(g, _)| *g == generation) {
             shard.remove(key);
         }
