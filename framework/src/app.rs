@@ -8,9 +8,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use http::{Method, StatusCode};
+use prometheus_client::collector::Collector;
+use prometheus_client::registry::{Metric, Registry};
+use tracing::Instrument;
 
 use crate::config::{Config, HttpConfig};
 use crate::handler::{self, BoxFuture, Handler};
+use crate::metrics::{HttpMetrics, RouteLabel};
 use crate::middleware::{Middleware, Next};
 use crate::respond::{ErrorPage, RequestHead, Responder};
 use crate::routing::{Found, RouteError, Router};
@@ -58,17 +62,23 @@ pub struct App {
     state: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     middleware: Vec<Arc<dyn Middleware>>,
     shutdown_hooks: Vec<ShutdownHook>,
+    metrics: Registry,
+    http_metrics: HttpMetrics,
 }
 
 impl App {
     /// A new application configured by `config`.
     pub fn new(config: Config) -> Self {
+        let mut metrics = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut metrics);
         Self {
             config: Arc::new(config),
             router: Router::default(),
             state: HashMap::new(),
             middleware: Vec::new(),
             shutdown_hooks: Vec::new(),
+            metrics,
+            http_metrics,
         }
     }
 
@@ -138,6 +148,11 @@ impl App {
         self
     }
 
+    /// The singleton of type `T`, if registered (for parts that register themselves once).
+    pub(crate) fn state_ref<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.state.get(&TypeId::of::<T>())?.downcast_ref::<T>()
+    }
+
     /// Adds a middleware; the first added is the outermost.
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
         self.middleware.push(Arc::new(middleware));
@@ -156,15 +171,55 @@ impl App {
         self
     }
 
+    /// Adds a metric to the app's Prometheus registry (served at `[app] metrics_path`).
+    /// Keep a clone of `metric` to update it: metrics are shared handles.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rondo::metrics::prometheus_client::metrics::counter::Counter;
+    /// use rondo::{App, Config};
+    ///
+    /// let orders = Counter::<u64>::default();
+    /// let app = App::new(Config::default()).register_metric("shop_orders", "Orders placed", orders.clone());
+    /// orders.inc();
+    /// ```
+    pub fn register_metric(mut self, name: &str, help: &str, metric: impl Metric) -> Self {
+        self.metrics.register(name, help, metric);
+        self
+    }
+
+    /// Adds a collector: code that reports values when the metrics are scraped (gauges read
+    /// from elsewhere, counters kept by another library).
+    pub fn register_collector(mut self, collector: impl Collector) -> Self {
+        self.metrics.register_collector(Box::new(collector));
+        self
+    }
+
     /// Finishes building: the handle every connection task shares.
-    pub fn into_context(self) -> (AppContext, ShutdownHooks) {
+    pub fn into_context(mut self) -> (AppContext, ShutdownHooks) {
         let limits = Limits::from(&self.config.http);
+        let http_metrics = match self.config.app.metrics_path.clone() {
+            Some(path) => {
+                let registry = Arc::new(std::mem::take(&mut self.metrics));
+                let serve = move || {
+                    let registry = registry.clone();
+                    async move { crate::metrics::exposition(&registry) }
+                };
+                if let Err(err) = self.router.add(Method::GET, &path, handler::boxed(serve)) {
+                    tracing::error!(error = %err, "[app] metrics_path clashes with a route; metrics are not served");
+                }
+                Some(self.http_metrics)
+            }
+            None => None,
+        };
         let inner = AppInner {
             config: self.config,
             router: self.router,
             state: self.state,
             middleware: self.middleware,
             limits,
+            http_metrics,
         };
         (
             AppContext(Arc::new(inner)),
@@ -191,6 +246,8 @@ struct AppInner {
     state: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     middleware: Vec<Arc<dyn Middleware>>,
     limits: Limits,
+    /// `None` when `[app] metrics_path` is empty: nothing is recorded.
+    http_metrics: Option<HttpMetrics>,
 }
 
 /// A shared handle to the built application; cheap to clone (one `Arc`).
@@ -237,12 +294,31 @@ impl AppContext {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let response = if self.0.middleware.is_empty() {
-            self.route(req).await
+        // A span per request when debug logging is on (cheap to skip otherwise); the session
+        // adds a hash of its id to it, never the id.
+        let span = tracing::debug_span!(
+            "request",
+            method = %method,
+            path = uri.path(),
+            route = tracing::field::Empty,
+            session = tracing::field::Empty,
+        );
+        let (response, route) = if self.0.middleware.is_empty() {
+            self.route_matched(req).instrument(span.clone()).await
         } else {
-            self.chain(req).await
+            let route = self.0.router.pattern(uri.path()).cloned();
+            (
+                self.clone().chain(req).instrument(span.clone()).await,
+                route,
+            )
         };
-        log_request(&method, &uri, response.status(), started);
+        let route = route.map_or_else(RouteLabel::unmatched, RouteLabel);
+        if let Some(metrics) = &self.0.http_metrics {
+            metrics.observe(&method, &route, response.status(), started.elapsed());
+        }
+        span.record("route", &*route.0);
+        let _entered = span.enter();
+        log_request(&method, &uri, &route.0, response.status(), started);
         response
     }
 
@@ -261,31 +337,38 @@ impl AppContext {
     }
 
     /// Routing and the controller, inside the request scope and the request timeout.
-    pub(crate) async fn route(&self, mut req: Request) -> Response {
+    pub(crate) async fn route(&self, req: Request) -> Response {
+        self.route_matched(req).await.0
+    }
+
+    /// [`AppContext::route`], also answering the route pattern that matched.
+    async fn route_matched(&self, mut req: Request) -> (Response, Option<Arc<str>>) {
         let head = RequestHead::new(req.method(), req.headers());
-        let handler = match self.0.router.find(req.method(), req.uri().path()) {
-            Found::Handler(handler, _pattern, params) => {
+        let (handler, pattern) = match self.0.router.find(req.method(), req.uri().path()) {
+            Found::Handler(handler, pattern, params) => {
                 if !params.as_slice().is_empty() {
                     req.extensions_mut().insert(params);
                 }
-                handler
+                (handler, pattern.clone())
             }
             Found::MethodNotAllowed(allow) => {
                 let allow = http::HeaderValue::from_str(allow)
                     .unwrap_or(http::HeaderValue::from_static(""));
-                return ErrorPage::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                let response = ErrorPage::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                     .header(http::header::ALLOW, allow)
                     .respond(&head);
+                return (response, None);
             }
             Found::NotFound => {
-                return ErrorPage::new(StatusCode::NOT_FOUND, "not found").respond(&head);
+                let response = ErrorPage::new(StatusCode::NOT_FOUND, "not found").respond(&head);
+                return (response, None);
             }
         };
         let controller = handler(req, self, head.clone());
         let guarded = std::panic::AssertUnwindSafe(controller).catch_unwind();
         // A controller that panicked or ran out of time is dropped with its request scope:
         // what it deferred (a session's half-made changes) is discarded, not persisted.
-        match tokio::time::timeout(self.0.limits.request_timeout, guarded).await {
+        let response = match tokio::time::timeout(self.0.limits.request_timeout, guarded).await {
             Ok(Ok(response)) => response,
             Ok(Err(_panic)) => {
                 tracing::error!("controller panicked");
@@ -295,23 +378,30 @@ impl AppContext {
             Err(_elapsed) => ErrorPage::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
                 .retry_after(1)
                 .respond(&head),
-        }
+        };
+        (response, Some(pattern))
     }
 }
 
-/// Logs one request through `tracing`: method, path, status and latency.
+/// Logs one request through `tracing`: method, path, route pattern, status and latency.
 ///
 /// Successful requests are logged at `debug` (a log line per request would cost more than
 /// the request at benchmark rates), client errors at `info`, server errors at `warn`.
-fn log_request(method: &Method, uri: &http::Uri, status: StatusCode, started: Instant) {
+fn log_request(
+    method: &Method,
+    uri: &http::Uri,
+    route: &str,
+    status: StatusCode,
+    started: Instant,
+) {
     let status = status.as_u16();
     let path = uri.path();
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if status >= 500 {
-        tracing::warn!(%method, path, status, micros, "request");
+        tracing::warn!(%method, path, route, status, micros, "request");
     } else if status >= 400 {
-        tracing::info!(%method, path, status, micros, "request");
+        tracing::info!(%method, path, route, status, micros, "request");
     } else {
-        tracing::debug!(%method, path, status, micros, "request");
+        tracing::debug!(%method, path, route, status, micros, "request");
     }
 }

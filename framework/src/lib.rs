@@ -18,6 +18,7 @@
 //! - [`respond`]: the [`Responder`] and [`IntoResponse`] traits, [`Json`], [`Html`],
 //!   [`Redirect`], negotiated [`ErrorPage`]s.
 //! - [`middleware`]: code around every request.
+//! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
 //! - [`scope`]: work deferred until the controller has answered.
 //! - [`body`]: the one [`Body`] type of requests and responses.
 //! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily.
@@ -28,6 +29,7 @@ pub mod body;
 pub mod config;
 pub mod extract;
 pub mod handler;
+pub mod metrics;
 pub mod middleware;
 pub mod redis_pool;
 pub mod respond;

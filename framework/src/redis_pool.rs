@@ -17,6 +17,11 @@ use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
 use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use redis::aio::MultiplexedConnection;
 use redis::RedisError;
 
@@ -85,11 +90,20 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
+/// Command metrics of one pool, shared with its connections.
+struct CommandMetrics {
+    /// Seconds per command or script call, failures included.
+    latency: Histogram,
+    /// Failed commands by kind: dropped, timeout, server.
+    failures: [Counter; 3],
+}
+
 /// One named pool.
 #[derive(Clone)]
 pub struct RedisPool {
     pool: bb8::Pool<Manager>,
     config: Arc<RedisPoolConfig>,
+    metrics: Arc<CommandMetrics>,
 }
 
 impl std::fmt::Debug for RedisPool {
@@ -134,7 +148,27 @@ impl RedisPool {
         Ok(Self {
             pool,
             config: Arc::new(config.clone()),
+            metrics: Arc::new(CommandMetrics {
+                latency: crate::metrics::seconds_histogram(),
+                failures: Default::default(),
+            }),
         })
+    }
+
+    /// Registers the pool's metrics with `app`: connections in use and idle, check-outs
+    /// (direct, after a wait, timed out) and the time spent waiting, command latency and
+    /// failures, each labelled `pool="{name}"`. A pool registered twice counts once.
+    pub fn register_metrics(&self, app: crate::App) -> crate::App {
+        if let Some(PoolMetricsSet(pools)) = app.state_ref::<PoolMetricsSet>().cloned() {
+            let mut pools = pools.lock();
+            if !pools.iter().any(|p| p.config.name == self.config.name) {
+                pools.push(self.clone());
+            }
+            drop(pools);
+            return app;
+        }
+        let pools = PoolMetricsSet(Arc::new(Mutex::new(vec![self.clone()])));
+        app.state(pools.clone()).register_collector(pools)
     }
 
     /// The pool's settings.
@@ -162,6 +196,7 @@ impl RedisPool {
             conn: pooled.conn.clone(),
             broken: pooled.broken.clone(),
             timeout: self.config.timeout,
+            metrics: self.metrics.clone(),
         })
     }
 
@@ -192,6 +227,7 @@ pub struct RedisConn {
     conn: MultiplexedConnection,
     broken: Arc<AtomicBool>,
     timeout: Duration,
+    metrics: Arc<CommandMetrics>,
 }
 
 impl RedisConn {
@@ -202,6 +238,27 @@ impl RedisConn {
     ///
     /// The command failed, or did not answer in time.
     pub async fn run<T, F, Fut>(&mut self, op: F) -> Result<T, RedisFailure>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let started = std::time::Instant::now();
+        let outcome = self.run_timed(op).await;
+        self.metrics
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(failure) = &outcome {
+            let kind = match failure {
+                RedisFailure::Dropped(_) => "dropped",
+                RedisFailure::Unreachable(_) => "timeout",
+                RedisFailure::Server(_) => "server",
+            };
+            self.metrics.failures[kind_index(kind)].inc();
+        }
+        outcome
+    }
+
+    async fn run_timed<T, F, Fut>(&mut self, op: F) -> Result<T, RedisFailure>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
@@ -225,6 +282,148 @@ impl RedisConn {
                 )))
             }
         }
+    }
+}
+
+/// The pools whose metrics an app reports: one collector for all of them, so that each
+/// metric is one family with a `pool` label.
+#[derive(Clone)]
+struct PoolMetricsSet(Arc<Mutex<Vec<RedisPool>>>);
+
+impl std::fmt::Debug for PoolMetricsSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolMetricsSet")
+    }
+}
+
+/// Encodes one family: `help` under `name`, one sample per pool.
+fn family<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    pools: &[(String, M)],
+    name: &str,
+    help: &str,
+) -> Result<(), std::fmt::Error> {
+    let Some((_, first)) = pools.first() else {
+        return Ok(());
+    };
+    let mut family = encoder.encode_descriptor(name, help, None, first.metric_type())?;
+    for (pool, metric) in pools {
+        metric.encode(family.encode_family(&[("pool", pool.as_str())])?)?;
+    }
+    Ok(())
+}
+
+impl Collector for PoolMetricsSet {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let pools = self.0.lock().clone();
+        let states: Vec<(String, bb8::State)> = pools
+            .iter()
+            .map(|p| (p.config.name.clone(), p.pool.state()))
+            .collect();
+        let gauges = |f: fn(&bb8::State) -> u32| -> Vec<(String, ConstGauge)> {
+            states
+                .iter()
+                .map(|(n, s)| (n.clone(), ConstGauge::new(i64::from(f(s)))))
+                .collect()
+        };
+        let counters = |f: fn(&bb8::State) -> u64| -> Vec<(String, ConstCounter)> {
+            states
+                .iter()
+                .map(|(n, s)| (n.clone(), ConstCounter::new(f(s))))
+                .collect()
+        };
+        let e = &mut encoder;
+        family(
+            e,
+            &gauges(|s| s.connections.saturating_sub(s.idle_connections)),
+            "rondo_redis_connections_in_use",
+            "Pooled Redis connections checked out",
+        )?;
+        family(
+            e,
+            &gauges(|s| s.idle_connections),
+            "rondo_redis_connections_idle",
+            "Pooled Redis connections idle",
+        )?;
+        family(
+            e,
+            &counters(|s| s.statistics.get_direct),
+            "rondo_redis_checkouts_direct",
+            "Check-outs served without waiting",
+        )?;
+        family(
+            e,
+            &counters(|s| s.statistics.get_waited),
+            "rondo_redis_checkouts_waited",
+            "Check-outs that had to wait for a connection",
+        )?;
+        family(
+            e,
+            &counters(|s| s.statistics.get_timed_out),
+            "rondo_redis_checkout_timeouts",
+            "Check-outs that timed out (the request got 503)",
+        )?;
+        let waited: Vec<(String, ConstCounter<f64>)> = states
+            .iter()
+            .map(|(n, s)| {
+                let secs = s.statistics.get_wait_time.as_secs_f64();
+                (n.clone(), ConstCounter::new(secs))
+            })
+            .collect();
+        family(
+            e,
+            &waited,
+            "rondo_redis_checkout_wait_seconds",
+            "Time spent waiting for a pooled connection",
+        )?;
+        family(
+            e,
+            &counters(|s| s.statistics.connections_created),
+            "rondo_redis_connections_created",
+            "Redis connections opened",
+        )?;
+        family(
+            e,
+            &counters(|s| s.statistics.connections_closed_broken),
+            "rondo_redis_connections_broken",
+            "Redis connections dropped as broken",
+        )?;
+        let latency: Vec<(String, Histogram)> = pools
+            .iter()
+            .map(|p| (p.config.name.clone(), p.metrics.latency.clone()))
+            .collect();
+        family(
+            e,
+            &latency,
+            "rondo_redis_command_duration_seconds",
+            "Redis command latency, failures included",
+        )?;
+        for kind in ["dropped", "timeout", "server"] {
+            let failures: Vec<(String, ConstCounter)> = pools
+                .iter()
+                .map(|p| {
+                    (
+                        p.config.name.clone(),
+                        ConstCounter::new(p.metrics.failures[kind_index(kind)].get()),
+                    )
+                })
+                .collect();
+            family(
+                e,
+                &failures,
+                &format!("rondo_redis_command_failures_{kind}"),
+                "Redis commands that failed: connection dropped, no answer in time, or an error reply",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn kind_index(kind: &str) -> usize {
+    match kind {
+        "dropped" => 0,
+        "timeout" => 1,
+        _ => 2,
     }
 }
 

@@ -5,6 +5,8 @@
 //! method answers 405 with an `Allow` header, and a GET route also answers HEAD (hyper sends
 //! the headers and no body).
 
+use std::sync::Arc;
+
 use http::Method;
 
 use crate::handler::BoxedHandler;
@@ -67,7 +69,7 @@ pub struct RouteError(String);
 #[allow(clippy::enum_variant_names)] // NotFound reads better than Missing here
 pub(crate) enum Found<'a> {
     /// A handler, with the route pattern and decoded parameters.
-    Handler(&'a BoxedHandler, &'a str, PathParams),
+    Handler(&'a BoxedHandler, &'a Arc<str>, PathParams),
     /// The path exists, the method does not: the `Allow` value.
     MethodNotAllowed(&'a str),
     /// No route; or a parameter that is not valid percent-encoded UTF-8.
@@ -78,7 +80,9 @@ pub(crate) enum Found<'a> {
 #[derive(Default)]
 pub(crate) struct Router {
     paths: matchit::Router<usize>,
-    routes: Vec<(String, MethodRoutes)>,
+    /// Patterns are shared (`Arc<str>`) so that metrics can label requests with them
+    /// without copying.
+    routes: Vec<(Arc<str>, MethodRoutes)>,
 }
 
 impl Router {
@@ -88,7 +92,7 @@ impl Router {
         pattern: &str,
         handler: BoxedHandler,
     ) -> Result<(), RouteError> {
-        let index = match self.routes.iter().position(|(p, _)| p == pattern) {
+        let index = match self.routes.iter().position(|(p, _)| &**p == pattern) {
             Some(index) => index,
             None => {
                 let index = self.routes.len();
@@ -96,7 +100,7 @@ impl Router {
                     .insert(pattern, index)
                     .map_err(|e| RouteError(format!("{pattern}: {e}")))?;
                 self.routes
-                    .push((pattern.to_owned(), MethodRoutes::default()));
+                    .push((Arc::from(pattern), MethodRoutes::default()));
                 index
             }
         };
@@ -104,6 +108,12 @@ impl Router {
         routes
             .add(method, handler)
             .map_err(|e| RouteError(format!("{pattern}: {}", e.0)))
+    }
+
+    /// The pattern `path` matches, whatever the method.
+    pub(crate) fn pattern(&self, path: &str) -> Option<&Arc<str>> {
+        let matched = self.paths.at(path).ok()?;
+        self.routes.get(*matched.value).map(|(pattern, _)| pattern)
     }
 
     pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_> {

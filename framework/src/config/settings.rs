@@ -140,6 +140,9 @@ pub struct AppConfig {
     pub log_level: String,
     /// `log_format`: `text` | `json`; default `text`.
     pub log_format: LogFormat,
+    /// `metrics_path`: where Prometheus metrics are served; empty turns them off; default
+    /// `/metrics`.
+    pub metrics_path: Option<String>,
 }
 
 impl Default for AppConfig {
@@ -149,6 +152,7 @@ impl Default for AppConfig {
             url: "http://127.0.0.1:8080".to_owned(),
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
+            metrics_path: Some("/metrics".to_owned()),
         }
     }
 }

@@ -213,7 +213,7 @@ fn error_lines_and_keys() {
         ("[app]\nENV = testing\n", "config.ini:2: [app] ENV: unknown key (did you mean env?)"),
         (
             "[app]\nfoo = 1\n",
-            "config.ini:2: [app] foo: unknown key; expected one of env, url, log_level, log_format",
+            "config.ini:2: [app] foo: unknown key; expected one of env, url, log_level, log_format, metrics_path",
         ),
         ("[redis]\ndefault[hots] = x\n", "config.ini:2: [redis] default[hots]: unknown key (did you mean default[host]?)"),
         ("; c\n\n[app]\n[sesion]\n", "config.ini:4: [sesion]: unknown section (did you mean [session]?)"),
@@ -260,6 +260,14 @@ fn error_lines_and_keys() {
         ),
         ("[session]\ncookie_name = my session\n", "config.ini:2: [session] cookie_name: expected a cookie name made of letters, digits and !#$%&'*+-.^_`|~, got \"my session\""),
         ("[app]\nlog_level = \"\"\n", "config.ini:2: [app] log_level: expected a tracing filter such as info or rondo=debug,info, got an empty value"),
+        (
+            "[app]\nmetrics_path = metrics\n",
+            "config.ini:2: [app] metrics_path: expected a path starting with / (no parameters, query or spaces), or empty for no metrics, got \"metrics\"",
+        ),
+        (
+            "[session]\nread_check = always\n",
+            "config.ini:2: [session] read_check: expected one of tracking, version, got \"always\"",
+        ),
     ];
     for (text, expected) in cases {
         let text = format!("{text}{POOL}");

@@ -5,7 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::error::{ConfigError, ErrorKind};
 use super::ini::{Entry, Item};
-use super::validate::{cookie_domain, cookie_name, cookie_path, host, non_empty, optional, url};
+use super::validate::{
+    cookie_domain, cookie_name, cookie_path, host, metrics_path, non_empty, optional, url,
+};
 use super::value::{self, Expected};
 use super::{
     AppConfig, Config, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck,
@@ -14,7 +16,7 @@ use super::{
 
 /// The sections every config file may have.
 pub(crate) const BUILTIN_SECTIONS: [&str; 4] = ["app", "http", "session", "redis"];
-const APP_KEYS: &[&str] = &["env", "url", "log_level", "log_format"];
+const APP_KEYS: &[&str] = &["env", "url", "log_level", "log_format", "metrics_path"];
 const HTTP_KEYS: &[&str] = &[
     "host",
     "port",
@@ -189,6 +191,7 @@ fn app(app: &mut AppConfig, e: &Entry) -> EntryResult {
             app.log_level = non_empty(v, "a tracing filter such as info or rondo=debug,info")?
         }
         "log_format" => app.log_format = LogFormat::parse_word(v)?,
+        "metrics_path" => app.metrics_path = metrics_path(v)?,
         _ => return Err(EntryError::UnknownKey(APP_KEYS)),
     }
     Ok(())
@@ -328,7 +331,7 @@ mod tests {
             "cookie_secure" => "true",
             "persist" => "before_response",
             "read_check" => "version",
-            "cookie_path" => "/",
+            "cookie_path" | "metrics_path" => "/",
             "http2" | "pool_prefill" => "yes",
             "max_header_bytes" | "max_size" => "2k",
             "host" | "cookie_domain" => "localhost",

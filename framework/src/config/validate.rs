@@ -68,6 +68,23 @@ pub(crate) fn cookie_path(v: &str) -> ValueResult<String> {
     Ok(v.to_owned())
 }
 
+/// A route path for the metrics endpoint, or empty for none.
+pub(crate) fn metrics_path(v: &str) -> ValueResult<Option<String>> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let valid = v.starts_with('/')
+        && !v.contains(['{', '}', '?', '#'])
+        && v.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(Some(v.to_owned()))
+    } else {
+        Err(Expected::new(
+            "a path starting with / (no parameters, query or spaces), or empty for no metrics",
+        ))
+    }
+}
+
 pub(crate) fn cookie_domain(v: &str) -> ValueResult<Option<String>> {
     if v.is_empty() {
         return Ok(None);

@@ -443,7 +443,10 @@ impl Actor {
             Loaded::Unchanged => {}
             Loaded::Missing if self.fresh && known == 0 => {}
             Loaded::Missing => self.mark_gone(),
-            Loaded::Record(record) => self.rebase(record),
+            Loaded::Record(record) => {
+                self.shared.stats.loads.inc();
+                self.rebase(record);
+            }
         }
         self.check_expiry().await
     }
@@ -537,6 +540,7 @@ impl Actor {
     async fn commit_pending(&mut self) {
         self.flush_requested = false;
         self.retry_at = None;
+        let started = Instant::now();
         for _ in 0..MAX_CONFLICTS {
             if self.gone {
                 return;
@@ -575,6 +579,12 @@ impl Actor {
                 .await
             {
                 Ok(Commit::Done { version }) => {
+                    let stats = &self.shared.stats;
+                    stats.commits.inc();
+                    stats.changes_per_commit.observe(self.pending.len() as f64);
+                    stats
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     let created = if base.created == 0 { now } else { base.created };
                     self.base = Some(Base {
                         data: self.data.clone(),
@@ -589,6 +599,8 @@ impl Actor {
                     return self.answer(Ok(()));
                 }
                 Ok(Commit::Conflict) => {
+                    self.shared.stats.conflicts.inc();
+                    self.shared.stats.replays.inc_by(self.pending.len() as u64);
                     if let Err(err) = self.reload().await {
                         return self.fail_commit(err);
                     }
@@ -628,6 +640,7 @@ impl Actor {
     /// The commit failed: waiters hear why, unacknowledged updates are dropped, blind changes
     /// (already acknowledged to their clients) stay pending and are retried with backoff.
     fn fail_commit(&mut self, err: SessionError) {
+        self.shared.stats.commit_failures.inc();
         tracing::warn!(session = %self.tag(), error = %err, "session commit failed");
         self.pending.retain(|p| matches!(p, Pending::Op(_)));
         self.answer(Err(err));

@@ -500,6 +500,7 @@ impl Session {
             remove: Vec::new(),
         };
         shared.store.create(key, &delta, ttl, now).await?;
+        shared.stats.created.inc();
         self.inner.state.lock().unstored = None;
         Ok(())
     }
@@ -536,6 +537,7 @@ impl Session {
             let actor = self.actor_for(&key);
             if tracking.current(shared, &actor.stamp) {
                 if let Some(data) = self.take_published(&actor, Some(Some(0))) {
+                    shared.stats.memory_reads.inc();
                     return Ok(data);
                 }
             }
@@ -549,6 +551,7 @@ impl Session {
         // A reader asks the store for the version itself, concurrently with other requests
         // (pipelined), so the actor only compares versions instead of queueing reloads.
         let seen = if revalidate {
+            shared.stats.version_checks.inc();
             Some(
                 self.inner
                     .manager
@@ -736,6 +739,13 @@ impl Session {
     }
 
     async fn finish(self, head: &RequestHead, response: &mut Response) {
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            if let Some(id) = self.id() {
+                // `Display` of an id is a short hash of it, never the id.
+                span.record("session", tracing::field::display(&id));
+            }
+        }
         let handed = match self.hand_over().await {
             Ok(handed) => handed,
             Err(err) => {

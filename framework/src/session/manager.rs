@@ -12,6 +12,7 @@ use super::cookie::CookieSettings;
 use super::handle::Session;
 use super::id::{SessionId, StoreKey};
 use super::registry::{ActorRef, Registry};
+use super::stats::SessionStats;
 use super::store::{MemoryStore, RedisStore, SessionStore};
 use super::tracking::Tracking;
 use super::SessionError;
@@ -87,6 +88,8 @@ pub(crate) struct Shared {
     /// Redis client-side caching for reads, when the store is Redis and `read_check` asks
     /// for it; set once, after the manager exists (its connection task holds a weak link).
     pub(crate) tracking: OnceLock<Arc<Tracking>>,
+    /// Counters for the metrics endpoint.
+    pub(crate) stats: SessionStats,
 }
 
 impl Shared {
@@ -156,6 +159,7 @@ impl SessionManager {
             tracker: TaskTracker::new(),
             closing: CancellationToken::new(),
             tracking: OnceLock::new(),
+            stats: SessionStats::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -234,8 +238,16 @@ impl SessionManager {
     /// `State<SessionManager>`) and as a shutdown hook that flushes pending commits.
     pub fn install(&self, app: App) -> App {
         let manager = self.clone();
-        app.state(self.clone())
-            .on_shutdown(move || async move { manager.shutdown().await })
+        let app = app
+            .state(self.clone())
+            .on_shutdown(move || async move { manager.shutdown().await });
+        let app = match self.shared.store.redis_pool() {
+            Some(pool) => pool.register_metrics(app),
+            None => app,
+        };
+        self.shared
+            .stats
+            .register(app, Arc::downgrade(&self.shared))
     }
 
     /// The store's kind: `"redis"` or `"memory"`.

@@ -17,6 +17,7 @@ mod handle;
 mod id;
 mod manager;
 mod registry;
+mod stats;
 pub mod store;
 mod tracking;
 

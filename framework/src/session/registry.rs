@@ -139,13 +139,18 @@ impl Registry {
         actor
     }
 
-    /// Notes that Redis reported a write to `key` (a store key), for the actor that holds it.
-    pub(crate) fn invalidate(&self, key: &[u8]) {
+    /// Notes that Redis reported a write to `key` (a store key), for the actor that holds
+    /// it; answers whether there is one.
+    pub(crate) fn invalidate(&self, key: &[u8]) -> bool {
         let Ok(key) = std::str::from_utf8(key) else {
-            return;
+            return false;
         };
-        if let Some((_, actor)) = self.shard(key).lock().get(key) {
-            actor.stamp.invalidate();
+        match self.shard(key).lock().get(key) {
+            Some((_, actor)) => {
+                actor.stamp.invalidate();
+                true
+            }
+            None => false,
         }
     }
 

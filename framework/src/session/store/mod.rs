@@ -163,6 +163,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// A short name for logs: "redis" or "memory".
     fn kind(&self) -> &'static str;
+
+    /// The Redis pool behind the store, if any (for its metrics).
+    fn redis_pool(&self) -> Option<&crate::redis_pool::RedisPool> {
+        None
+    }
 }
 
 /// The current Unix time in seconds.

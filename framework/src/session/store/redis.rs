@@ -402,4 +402,8 @@ impl SessionStore for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
     }
+
+    fn redis_pool(&self) -> Option<&RedisPool> {
+        Some(&self.pool)
+    }
 }

@@ -184,6 +184,11 @@ impl Tracking {
         }
     }
 
+    /// Whether copies can currently be trusted (the connection is up and tracking).
+    pub(crate) fn is_tracking(&self) -> bool {
+        self.epoch.load(Ordering::SeqCst) % 2 == 1
+    }
+
     fn is_up(&self) -> bool {
         self.link.lock().is_some()
     }
@@ -246,7 +251,9 @@ impl Link {
                     Some(Frame::Array(keys)) => {
                         for key in keys {
                             if let Frame::Text(key) = key {
-                                shared.registry.invalidate(key);
+                                if shared.registry.invalidate(key) {
+                                    shared.stats.invalidations.inc();
+                                }
                             }
                         }
                     }
