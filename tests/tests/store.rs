@@ -136,6 +136,9 @@ store_suite! {
     ping_and_kind,
     /// Of two concurrent commits expecting the same version, exactly one wins.
     concurrent_writers_exactly_one_wins,
+    /// `create` stores version 1 with its data, timestamps and expiry, and later commits
+    /// build on it like on a committed record.
+    create_stores_version_1_with_expiry,
 }
 
 /// The cases, each run against both stores by `store_suite!`.
@@ -174,6 +177,38 @@ mod cases {
                 refreshed: T0,
             }
         );
+    }
+
+    pub(super) async fn create_stores_version_1_with_expiry(
+        store: &dyn SessionStore,
+        redis: Option<&RedisServer>,
+    ) {
+        let key = new_key();
+        let d = delta(&[("user", b"\xa3bob")], &[]);
+        store.create(&key, &d, TTL, T0).await.unwrap();
+        assert_eq!(
+            record(store, &key).await,
+            Record {
+                data: data(&[("user", b"\xa3bob")]),
+                version: 1,
+                created: T0,
+                refreshed: T0,
+            }
+        );
+        if let Some(redis) = redis {
+            let ttl = redis.ttl_ms(key.as_str()).await;
+            assert!(ttl > 0 && ttl <= TTL.as_millis() as i64, "PTTL {ttl}");
+        }
+        let more = delta(&[("cart", b"\x01")], &[]);
+        assert_eq!(
+            store.commit(&key, &more, 1, TTL, T1).await.unwrap(),
+            Commit::Done { version: 2 }
+        );
+        assert_eq!(
+            store.commit(&key, &more, 1, TTL, T1).await.unwrap(),
+            Commit::Conflict
+        );
+        assert_eq!(record(store, &key).await.data.len(), 2);
     }
 
     pub(super) async fn known_version_loads_unchanged(

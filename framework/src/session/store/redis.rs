@@ -2,9 +2,10 @@
 //!
 //! Layout of `{prefix}session:{sha256(id)}`: a field `d:{key}` per data key (MessagePack
 //! bytes), `_v` the version, `_c` the creation time, `_r` the last expiry refresh (Unix
-//! seconds) and `_t` the token of the last commit. Writes are Lua scripts (sent as one
-//! EVALSHA each), so a commit checks the version, applies the delta, bumps the version and
-//! sets the TTL atomically. Reads are plain commands: `HGET _v`, and `HGETALL` only when the
+//! seconds) and `_t` the token of the last commit (absent until the first). Commits are Lua
+//! scripts (sent as one EVALSHA each), so a commit checks the version, applies the delta,
+//! bumps the version and sets the TTL atomically; a new session, which no other writer can
+//! know yet, is stored with a cheaper `MULTI`/`HSET`/`PEXPIRE`/`EXEC`. Reads are plain commands: `HGET _v`, and `HGETALL` only when the
 //! version moved.
 
 use std::time::Duration;
@@ -347,6 +348,40 @@ impl SessionStore for RedisStore {
                 })
                 .await?;
             Ok(u64::try_from(version).map_or(Commit::Conflict, |version| Commit::Done { version }))
+        })
+    }
+
+    /// `MULTI` / `HSET` / `PEXPIRE` / `EXEC` in one write: atomic, and several times cheaper
+    /// for Redis than a script (a new session is the one write on the request's path).
+    fn create<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        delta: &'a Delta,
+        ttl: Duration,
+        now: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("HSET")
+                .arg(key.as_str())
+                .arg("_v")
+                .arg(1)
+                .arg("_c")
+                .arg(now)
+                .arg("_r")
+                .arg(now);
+            for (k, v) in &delta.set {
+                pipe.arg(format!("d:{k}")).arg(v.as_ref());
+            }
+            pipe.ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(key.as_str())
+                .arg(millis(ttl))
+                .ignore();
+            let pipe = &pipe;
+            self.attempt(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+                .await
         })
     }
 
