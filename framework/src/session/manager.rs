@@ -297,6 +297,12 @@ impl SessionManager {
     /// Changes made through the returned handle are not persisted automatically (there is no
     /// response to wait for): `update` commits by itself, and `persist` commits `put`s.
     ///
+    /// The handle is bound to this one session and never creates another: when the session
+    /// ends while the handle is in use (a logout between `open` and a write), `update` and
+    /// `persist` fail with [`SessionError::Gone`] and nothing is written. Every commit is
+    /// conditional on the version the actor read, and a missing record conflicts, so no
+    /// write through this handle can recreate the record.
+    ///
     /// # Errors
     ///
     /// The store could not be reached.
