@@ -110,9 +110,13 @@ impl JobsBuilder {
                 self.config.redis.get(name).ok_or_else(|| {
                     JobsError::Unavailable(format!("no Redis pool named {name:?}"))
                 })?;
-            let pool = RedisPool::new(pool_config)
-                .await
-                .map_err(|e| JobsError::Unavailable(e.to_string()))?;
+            // The sessions' own pool when it is the same one: no extra connections.
+            let pool = match self.sessions.redis_pool() {
+                Some(pool) if pool.config().name == name => pool.clone(),
+                _ => RedisPool::new(pool_config)
+                    .await
+                    .map_err(|e| JobsError::Unavailable(e.to_string()))?,
+            };
             let queue = RedisQueue::new(pool, jobs, consumer_name()?).await?;
             tracing::info!(stream = %queue.stream(), consumer = %queue.consumer(), "jobs run from the Redis stream");
             Queue::Redis(queue)

@@ -130,6 +130,9 @@ impl Shared {
 #[derive(Clone)]
 pub struct SessionManager {
     pub(crate) shared: Arc<Shared>,
+    /// The Redis pool of the store, when [`SessionManager::from_config`] built one: other
+    /// parts of the app (the job queue) share it instead of opening their own.
+    pool: Option<RedisPool>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -154,6 +157,7 @@ impl SessionManager {
         };
         Self {
             shared: Arc::new(shared),
+            pool: None,
         }
     }
 
@@ -184,19 +188,21 @@ impl SessionManager {
         let where_ = format!("{}:{}", pool_config.host, pool_config.port);
         let redis = match RedisPool::new(pool_config).await {
             Ok(pool) => {
-                let store = RedisStore::new(pool);
+                let store = RedisStore::new(pool.clone());
                 store
                     .ping()
                     .await
-                    .map(|()| store)
+                    .map(|()| (store, pool))
                     .map_err(|e| e.to_string())
             }
             Err(err) => Err(err.to_string()),
         };
         match redis {
-            Ok(store) => {
+            Ok((store, pool)) => {
                 tracing::info!(redis = %where_, pool = %pool_config.name, "sessions stored in Redis");
-                Ok(Self::new(store, config, &pool_config.prefix))
+                let mut manager = Self::new(store, config, &pool_config.prefix);
+                manager.pool = Some(pool);
+                Ok(manager)
             }
             Err(why) if kind == StoreKind::Auto => {
                 warn_memory_fallback(&format!("Redis at {where_} is unreachable ({why})"));
@@ -219,6 +225,11 @@ impl SessionManager {
     /// The store's kind: `"redis"` or `"memory"`.
     pub fn store_kind(&self) -> &'static str {
         self.shared.store.kind()
+    }
+
+    /// The Redis pool of the store, when it was built by [`SessionManager::from_config`].
+    pub fn redis_pool(&self) -> Option<&RedisPool> {
+        self.pool.as_ref()
     }
 
     /// Session actors live on this node.
