@@ -26,9 +26,11 @@
 //!
 //! - `runtime`: [`Jobs`] (build, register, dispatch, stats, shutdown).
 //! - `worker`: the fetch-run-acknowledge loop with its semaphore.
-//! - `redis`: the Redis stream queue; `memory`: the in-process one.
+//! - `redis`: the Redis stream queue (`entry`: its entries as jobs); `memory`: the
+//!   in-process one.
 //! - `stats`: the [`JobStats`] counters.
 
+mod entry;
 mod memory;
 mod redis;
 mod runtime;
