@@ -4,6 +4,7 @@
 //! adding items at once (on one server or two) both land.
 
 use http::StatusCode;
+use rondo::jobs::{JobStats, Jobs};
 use rondo::{
     ErrorPage, Json, RequestHead, Responder, Response, Session, SessionError, SessionManager, State,
 };
@@ -154,12 +155,43 @@ pub struct Me {
     pub user: Option<String>,
 }
 
-/// `POST /api/login` with `{"user": ...}`: a new session id, then the user.
-pub async fn log_in(session: Session, Json(body): Json<Value>) -> Result<Json<Me>, ApiError> {
+/// `POST /api/login` with `{"user": ...}`: a new session id, then the user, then a job
+/// that fills `recommendations` in the background.
+pub async fn log_in(
+    session: Session,
+    State(jobs): State<Jobs>,
+    Json(body): Json<Value>,
+) -> Result<Json<Me>, ApiError> {
     let user = parse_user(&body).map_err(ApiError::Invalid)?;
     session.regenerate().await?;
     session.put("user", &user)?;
+    // The previous user's recommendations are not this one's.
+    session.remove(crate::jobs::RECOMMENDATIONS)?;
+    crate::jobs::hydrate_after_login(&session, &jobs).await?;
     Ok(Json(Me { user: Some(user) }))
+}
+
+/// What `GET /api/recommendations` answers.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recommendations {
+    /// Whether the hydration job has stored them yet.
+    pub ready: bool,
+    /// The recommendations (empty until ready).
+    pub items: Vec<String>,
+}
+
+/// `GET /api/recommendations`: `{"ready": bool, "items": [...]}`, from the session.
+pub async fn recommendations(session: Session) -> Result<Json<Recommendations>, ApiError> {
+    let items: Option<Vec<String>> = session.get(crate::jobs::RECOMMENDATIONS).await?;
+    Ok(Json(Recommendations {
+        ready: items.is_some(),
+        items: items.unwrap_or_default(),
+    }))
+}
+
+/// `GET /api/jobs/stats`: this server's job counters.
+pub async fn job_stats(State(jobs): State<Jobs>) -> Json<JobStats> {
+    Json(jobs.stats())
 }
 
 /// `POST /api/logout`: the session is destroyed and its cookie expired.

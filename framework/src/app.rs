@@ -64,6 +64,8 @@ pub struct App {
     shutdown_hooks: Vec<ShutdownHook>,
     metrics: Registry,
     http_metrics: HttpMetrics,
+    /// Run before `shutdown_hooks`: work that still needs what those hooks close.
+    drain_hooks: Vec<ShutdownHook>,
 }
 
 impl App {
@@ -79,6 +81,7 @@ impl App {
             shutdown_hooks: Vec::new(),
             metrics,
             http_metrics,
+            drain_hooks: Vec::new(),
         }
     }
 
@@ -196,6 +199,19 @@ impl App {
         self
     }
 
+    /// Runs `hook` during graceful shutdown after in-flight requests finished and *before*
+    /// every [`App::on_shutdown`] hook, whatever the registration order: for work that
+    /// still needs what those hooks close. Background jobs, which write sessions, stop here,
+    /// before the session manager flushes its last commits.
+    pub fn on_drain<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.drain_hooks.push(Box::new(move || Box::pin(hook())));
+        self
+    }
+
     /// Finishes building: the handle every connection task shares.
     pub fn into_context(mut self) -> (AppContext, ShutdownHooks) {
         let limits = Limits::from(&self.config.http);
@@ -221,14 +237,14 @@ impl App {
             limits,
             http_metrics,
         };
-        (
-            AppContext(Arc::new(inner)),
-            ShutdownHooks(self.shutdown_hooks),
-        )
+        let mut hooks = self.drain_hooks;
+        hooks.extend(self.shutdown_hooks);
+        (AppContext(Arc::new(inner)), ShutdownHooks(hooks))
     }
 }
 
-/// The hooks registered with [`App::on_shutdown`], run by the server after it drained.
+/// The hooks registered with [`App::on_drain`] and [`App::on_shutdown`] (in that order), run
+/// by the server after it drained.
 pub struct ShutdownHooks(Vec<ShutdownHook>);
 
 impl ShutdownHooks {

@@ -23,12 +23,14 @@
 //! - [`body`]: the one [`Body`] type of requests and responses.
 //! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily.
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
+//! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
 
 pub mod app;
 pub mod body;
 pub mod config;
 pub mod extract;
 pub mod handler;
+pub mod jobs;
 pub mod metrics;
 pub mod middleware;
 pub mod redis_pool;
@@ -43,6 +45,7 @@ pub use body::Body;
 pub use config::{Config, ConfigError, ConfigLoader};
 pub use extract::{Form, Path, Query, Rejection, State};
 pub use handler::Handler;
+pub use jobs::{Job, JobContext, JobError, Jobs};
 pub use middleware::{Middleware, Next};
 pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
 pub use routing::RouteError;

@@ -126,3 +126,35 @@ fn application_sections_must_be_registered() {
         .unwrap();
     assert!(config.section("example").is_some());
 }
+
+/// `[jobs]` keys are typed with their defaults; an unknown key, a bad value and a missing
+/// queue pool (with Redis sessions) are errors naming the line and key.
+#[test]
+fn jobs_section_is_validated() {
+    let config = Config::parse_str("[session]\nstore = memory\n", "app.ini").unwrap();
+    assert_eq!(config.jobs.concurrency, 8);
+    assert_eq!(config.jobs.max_attempts, 5);
+    assert_eq!(config.jobs_pool_name(), "default");
+    let text = "[session]\nstore = memory\n[jobs]\nconcurrency = 3\nstream = mail\n";
+    let config = Config::parse_str(text, "app.ini").unwrap();
+    assert_eq!(
+        (config.jobs.concurrency, config.jobs.stream.as_str()),
+        (3, "mail")
+    );
+
+    let err = Config::parse_str("[jobs]\nconcurency = 3\n", "app.ini").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownKey);
+    assert_eq!(
+        err.to_string(),
+        "app.ini:2: [jobs] concurency: unknown key (did you mean concurrency?)"
+    );
+    let err = Config::parse_str("[jobs]\nmax_attempts = 0\n", "app.ini").unwrap_err();
+    assert_eq!((err.kind(), err.line()), (ErrorKind::InvalidValue, Some(2)));
+    let text = "[redis]\ndefault[port] = 6379\n[jobs]\nredis_connection_pool = queue\n";
+    let err = Config::parse_str(text, "app.ini").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MissingPool);
+    assert_eq!(
+        (err.line(), err.key()),
+        (Some(4), Some("redis_connection_pool"))
+    );
+}

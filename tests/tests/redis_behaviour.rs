@@ -291,6 +291,10 @@ async fn session_keys_are_hashed_and_expire() {
 
     for stored in redis.keys("*").await {
         assert!(!stored.contains(&id), "the id is in key {stored}");
+        if stored.starts_with("t:jobs:") {
+            // The job queue's stream (empty here: nobody logged in).
+            continue;
+        }
         for (field, value) in hash_fields(&redis, &stored).await {
             assert!(!field.contains(&id), "the id is in field {field}");
             let value = String::from_utf8_lossy(&value);
@@ -734,10 +738,16 @@ async fn connections_open_only_when_a_session_is_touched() {
     );
     assert_eq!(connected_clients(&redis).await, baseline + 1);
 
-    // The example app pings Redis once at start-up; plain requests add nothing after that.
+    // The example app pings Redis once at start-up on the pool its job queue shares, and
+    // the queue's blocking reader has a connection of its own; plain requests add nothing.
     let shop = start_example(config).await;
-    let before = connected_clients(&redis).await;
-    assert_eq!(before, baseline + 2);
+    let started = Instant::now();
+    let mut before = connected_clients(&redis).await;
+    while before < baseline + 3 && started.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        before = connected_clients(&redis).await;
+    }
+    assert_eq!(before, baseline + 3);
     for _ in 0..20 {
         assert_eq!(shop.get("/bench/plain").await.status, StatusCode::OK);
         assert_eq!(shop.get("/healthz").await.status, StatusCode::OK);

@@ -1118,10 +1118,14 @@ fn unix_secs() -> u64 {
 }
 
 /// `idle_timeout = 2` (with `refresh_interval = 1`): the TTL is at most 2 s after a write
-/// and an unused session is gone after ~2.5 s.
+/// and an unused session is gone after ~2.5 s. (The login's hydration job writes at once,
+/// with `hydrate_delay_ms = 0`: a job's write is a use of the session too.)
 #[tokio::test]
 async fn idle_timeout_ends_an_unused_session() {
-    let (redis, server) = example("[session]\nidle_timeout = 2\nrefresh_interval = 1\n").await;
+    let (redis, server) = example(
+        "[session]\nidle_timeout = 2\nrefresh_interval = 1\n[example]\nhydrate_delay_ms = 0\n",
+    )
+    .await;
     let mut jar = Jar::default();
     jar.post_json(&server, "/api/login", r#"{"user":"gil"}"#)
         .await;

@@ -93,12 +93,17 @@ pub(crate) fn start_redis() -> (Guard, u16) {
 /// The example-app binary on a free port with `store = redis` on `redis_port`; returns the
 /// process and the address it listens on (read from its log).
 pub(crate) fn start_app(redis_port: u16, name: &str) -> (Guard, String) {
+    start_app_with(redis_port, name, "")
+}
+
+/// [`start_app`] with `extra` INI lines appended (new sections such as `[jobs]`).
+pub(crate) fn start_app_with(redis_port: u16, name: &str, extra: &str) -> (Guard, String) {
     let config = std::env::temp_dir().join(format!("rondo-{name}-{redis_port}.ini"));
     std::fs::write(
         &config,
         format!(
             "[http]\nport = 0\n[session]\nstore = redis\n[redis]\ndefault[port] = {redis_port}\n\
-             default[prefix] = t:\n"
+             default[prefix] = t:\n{extra}\n"
         ),
     )
     .expect("write config");
@@ -159,6 +164,39 @@ pub(crate) fn get_body(addr: &str, path: &str, cookie: &str) -> (u16, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     split(&response)
+}
+
+/// `method path` with an optional cookie and JSON body: (status, body, the session cookie the
+/// response sets, if any).
+pub(crate) fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: &str,
+) -> (u16, String, Option<String>) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let cookie = cookie
+        .map(|c| format!("Cookie: dmsession={c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let set = response.lines().find_map(|line| {
+        let value = line.strip_prefix("set-cookie: dmsession=")?;
+        value.split(';').next().map(str::to_owned)
+    });
+    let (status, body) = split(&response);
+    (status, body, set)
 }
 
 fn split(response: &str) -> (u16, String) {

@@ -46,7 +46,7 @@
 //! # Sections
 //!
 //! `[app]` ([`AppConfig`]), `[http]` ([`HttpConfig`]), `[session]`
-//! ([`SessionConfig`]) and `[redis]` are built in. `[redis]` holds named
+//! ([`SessionConfig`]), `[jobs]` ([`JobsConfig`]) and `[redis]` are built in. `[redis]` holds named
 //! connection pools written `name[key] = value` (for example
 //! `default[host]`), giving one [`RedisPoolConfig`] per name; `name[key]` is
 //! an error in every other section. Applications add sections of their own
@@ -81,6 +81,7 @@
 
 mod error;
 mod ini;
+mod jobs;
 mod section;
 mod settings;
 mod typed;
@@ -91,6 +92,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind};
+pub use jobs::JobsConfig;
 pub use section::Section;
 pub use settings::{
     AppConfig, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck, RedisPoolConfig,
@@ -110,6 +112,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[session]`.
     pub session: SessionConfig,
+    /// `[jobs]`.
+    pub jobs: JobsConfig,
     /// Named Redis pools from `[redis] name[key] = value`, in name order.
     pub redis: BTreeMap<String, RedisPoolConfig>,
     /// Application-defined sections (registered through [`ConfigLoader::section`]), raw.
@@ -125,6 +129,7 @@ impl Default for Config {
             app: AppConfig::default(),
             http: HttpConfig::default(),
             session: SessionConfig::default(),
+            jobs: JobsConfig::default(),
             redis: BTreeMap::new(),
             extra: BTreeMap::new(),
             origin: "<defaults>".to_owned(),
@@ -207,7 +212,7 @@ impl ConfigLoader {
 
     /// Allows an application-defined section `[name]` whose keys are
     /// free-form. Registering a built-in name (`app`, `http`, `session`,
-    /// `redis`) has no effect.
+    /// `jobs`, `redis`) has no effect.
     #[must_use]
     pub fn section(mut self, name: &str) -> Self {
         if !typed::BUILTIN_SECTIONS.contains(&name) {

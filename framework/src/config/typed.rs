@@ -5,17 +5,18 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::error::{ConfigError, ErrorKind};
 use super::ini::{Entry, Item};
+use super::jobs::JOBS_KEYS;
 use super::validate::{
     cookie_domain, cookie_name, cookie_path, host, metrics_path, non_empty, optional, url,
 };
 use super::value::{self, Expected};
 use super::{
-    AppConfig, Config, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck,
-    RedisPoolConfig, Result, SameSite, Section, SessionConfig, StoreKind,
+    AppConfig, Config, CookieSecure, Env, HttpConfig, JobsConfig, LogFormat, PersistMode,
+    ReadCheck, RedisPoolConfig, Result, SameSite, Section, SessionConfig, StoreKind,
 };
 
 /// The sections every config file may have.
-pub(crate) const BUILTIN_SECTIONS: [&str; 4] = ["app", "http", "session", "redis"];
+pub(crate) const BUILTIN_SECTIONS: [&str; 5] = ["app", "http", "session", "redis", "jobs"];
 const APP_KEYS: &[&str] = &["env", "url", "log_level", "log_format", "metrics_path"];
 const HTTP_KEYS: &[&str] = &[
     "host",
@@ -68,6 +69,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
         ..Config::default()
     };
     let mut session_lines: HashMap<&str, usize> = HashMap::new();
+    let mut jobs_pool_line = None;
     for item in items {
         let e = match item {
             Item::Header { name, line } => {
@@ -94,6 +96,12 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
         match e.section.as_str() {
             "app" => app(&mut config.app, e),
             "http" => http(&mut config.http, e),
+            "jobs" => {
+                if e.key == "redis_connection_pool" {
+                    jobs_pool_line = Some(e.line);
+                }
+                jobs(&mut config.jobs, e)
+            }
             "session" => {
                 if let Some(known) = SESSION_KEYS.iter().find(|k| **k == e.key) {
                     session_lines.insert(known, e.line);
@@ -110,6 +118,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
         .map_err(|err| err.into_error(file, e))?;
     }
     cross_check(&config, &session_lines)?;
+    super::jobs::cross_check(&config, jobs_pool_line)?;
     Ok(config)
 }
 
@@ -212,6 +221,14 @@ fn http(http: &mut HttpConfig, e: &Entry) -> EntryResult {
         _ => return Err(EntryError::UnknownKey(HTTP_KEYS)),
     }
     Ok(())
+}
+
+fn jobs(jobs: &mut JobsConfig, e: &Entry) -> EntryResult {
+    if super::jobs::parse_key(jobs, &e.key, &e.value)? {
+        Ok(())
+    } else {
+        Err(EntryError::UnknownKey(JOBS_KEYS))
+    }
 }
 
 fn session(s: &mut SessionConfig, e: &Entry) -> EntryResult {

@@ -690,7 +690,9 @@ fn refuse(msg: Msg) {
     match msg {
         Msg::Open { reply, .. } => drop(reply.send(Ok(None))),
         Msg::Apply { .. } | Msg::Flush { reply: None } => {}
-        Msg::Flush { reply: Some(reply) } => drop(reply.send(Ok(()))),
+        // Like `mark_gone` answers a flush that was waiting: what was to be flushed is
+        // dropped, and the caller (a background job's `persist`) learns it.
+        Msg::Flush { reply: Some(reply) } => drop(reply.send(Err(SessionError::Gone))),
         Msg::Update { reply, .. } => drop(reply.send(Err(SessionError::Gone))),
         Msg::Regenerate { reply, .. } => drop(reply.send(Err(SessionError::Gone))),
         Msg::Destroy { reply } => drop(reply.send(Ok(()))),

@@ -69,6 +69,10 @@ struct State {
 struct Inner {
     manager: SessionManager,
     state: Mutex<State>,
+    /// Opened by id from outside a request ([`SessionManager::open`]): bound to that one
+    /// session for good. It never creates a session, so a background job can never bring
+    /// back (or replace) a session that was logged out or rotated away.
+    bound: bool,
 }
 
 /// A session, as a controller argument (lazy) or from [`SessionManager::open`].
@@ -143,6 +147,7 @@ impl Session {
                     id,
                     ..State::default()
                 }),
+                bound: !in_request,
             }),
         };
         if in_request {
@@ -271,8 +276,9 @@ impl Session {
     {
         match self.update_once(key, f.clone()).await {
             // The session ended under us (logged out elsewhere, expired, or its record was
-            // unreadable): like an unknown id, the client continues in a fresh session.
-            Err(SessionError::Gone) => {
+            // unreadable): like an unknown id, the client continues in a fresh session. A
+            // session opened by id has no client to continue: it stays ended.
+            Err(SessionError::Gone) if !self.inner.bound => {
                 self.inner.state.lock().reset();
                 self.update_once(key, f).await
             }
@@ -420,7 +426,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// The store could not be written.
+    /// The store could not be written, or [`SessionError::Gone`] when the session ended
+    /// (logged out, rotated away, expired) before the changes were stored: they were dropped.
     pub async fn persist(&self) -> Result<(), SessionError> {
         if let Some((key, actor)) = self.hand_over().await? {
             let (reply, answer) = oneshot::channel();
@@ -457,10 +464,14 @@ impl Session {
     }
 
     /// A write to a session that has no id (no cookie, or one the store refused, or after
-    /// `destroy`) creates the session now, so `id()` and later writes see it.
+    /// `destroy`) creates the session now, so `id()` and later writes see it. A handle opened
+    /// by id never creates one: its session ended, and the write fails with `Gone`.
     fn create_if_new(&self, state: &mut State) -> Result<(), SessionError> {
         if state.id.is_some() {
             return Ok(());
+        }
+        if self.inner.bound {
+            return Err(SessionError::Gone);
         }
         let id = SessionId::generate().map_err(|e| SessionError::Random(e.to_string()))?;
         state.unstored = Some(self.inner.manager.key(&id));

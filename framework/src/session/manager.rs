@@ -137,6 +137,9 @@ impl Shared {
 #[derive(Clone)]
 pub struct SessionManager {
     pub(crate) shared: Arc<Shared>,
+    /// The Redis pool of the store, when [`SessionManager::from_config`] built one: other
+    /// parts of the app (the job queue) share it instead of opening their own.
+    pool: Option<RedisPool>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -163,6 +166,7 @@ impl SessionManager {
         };
         Self {
             shared: Arc::new(shared),
+            pool: None,
         }
     }
 
@@ -193,19 +197,20 @@ impl SessionManager {
         let where_ = format!("{}:{}", pool_config.host, pool_config.port);
         let redis = match RedisPool::new(pool_config).await {
             Ok(pool) => {
-                let store = RedisStore::new(pool);
+                let store = RedisStore::new(pool.clone());
                 store
                     .ping()
                     .await
-                    .map(|()| store)
+                    .map(|()| (store, pool))
                     .map_err(|e| e.to_string())
             }
             Err(err) => Err(err.to_string()),
         };
         match redis {
-            Ok(store) => {
+            Ok((store, pool)) => {
                 tracing::info!(redis = %where_, pool = %pool_config.name, "sessions stored in Redis");
-                let manager = Self::new(store, config, &pool_config.prefix);
+                let mut manager = Self::new(store, config, &pool_config.prefix);
+                manager.pool = Some(pool);
                 if config.session.read_check == ReadCheck::Tracking {
                     manager.track(pool_config);
                 }
@@ -253,6 +258,11 @@ impl SessionManager {
     /// The store's kind: `"redis"` or `"memory"`.
     pub fn store_kind(&self) -> &'static str {
         self.shared.store.kind()
+    }
+
+    /// The Redis pool of the store, when it was built by [`SessionManager::from_config`].
+    pub fn redis_pool(&self) -> Option<&RedisPool> {
+        self.pool.as_ref()
     }
 
     /// Session actors live on this node.
@@ -330,6 +340,12 @@ impl SessionManager {
     ///
     /// Changes made through the returned handle are not persisted automatically (there is no
     /// response to wait for): `update` commits by itself, and `persist` commits `put`s.
+    ///
+    /// The handle is bound to this one session and never creates another: when the session
+    /// ends while the handle is in use (a logout between `open` and a write), `update` and
+    /// `persist` fail with [`SessionError::Gone`] and nothing is written. Every commit is
+    /// conditional on the version the actor read, and a missing record conflicts, so no
+    /// write through this handle can recreate the record.
     ///
     /// # Errors
     ///
