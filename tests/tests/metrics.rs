@@ -195,3 +195,36 @@ async fn the_metrics_path_can_move_or_be_turned_off() {
     let off = start_example(example_config(redis.port(), "[app]\nmetrics_path =")).await;
     assert_eq!(off.get("/metrics").await.status, StatusCode::NOT_FOUND);
 }
+
+/// A login queues one hydration job: `rondo_jobs_dispatched_total` and, once it ran,
+/// `rondo_jobs_succeeded_total` move by one; nothing fails.
+#[tokio::test]
+async fn job_counters_follow_a_login() {
+    let redis = RedisServer::start().await;
+    let shop = start_example(example_config(
+        redis.port(),
+        "[example]\nhydrate_delay_ms = 0",
+    ))
+    .await;
+    let before = scrape(&shop).await;
+    let mut jar = Jar::default();
+    let login = jar
+        .post_json(&shop, "/api/login", r#"{"user":"ada"}"#)
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let after = rondo_tests::eventually(
+        "the job to succeed",
+        std::time::Duration::from_secs(10),
+        || async {
+            let after = scrape(&shop).await;
+            (delta(&before, &after, "rondo_jobs_succeeded_total") >= 1.0).then_some(after)
+        },
+    )
+    .await;
+    let count = |series: &str| delta(&before, &after, series);
+    assert_eq!(count("rondo_jobs_dispatched_total"), 1.0);
+    assert_eq!(count("rondo_jobs_started_total"), 1.0);
+    assert_eq!(count("rondo_jobs_succeeded_total"), 1.0);
+    assert_eq!(count("rondo_jobs_failed_total"), 0.0);
+    assert_eq!(after["rondo_jobs_running"], 0.0);
+}

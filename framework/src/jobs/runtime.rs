@@ -205,11 +205,16 @@ impl Jobs {
     }
 
     /// Registers the runtime with `app`: as state (for `State<Jobs>` in controllers) and as
-    /// a drain hook, so that at shutdown jobs stop before the sessions' last commits.
+    /// a drain hook, so that at shutdown jobs stop before the sessions' last commits, and
+    /// its counters as `rondo_jobs_*` metrics.
     pub fn install(&self, app: App) -> App {
         let jobs = self.clone();
+        let stats = self.clone();
         app.state(self.clone())
             .on_drain(move || async move { jobs.shutdown().await })
+            .register_collector(super::stats::StatsCollector(Box::new(move || {
+                stats.stats()
+            })))
     }
 
     /// Queues `job`; it runs on this or another server once a worker is free. Returns the

@@ -57,3 +57,78 @@ impl Counters {
         }
     }
 }
+
+/// Reports the counters when metrics are scraped.
+pub(crate) struct StatsCollector(pub(crate) Box<dyn Fn() -> JobStats + Send + Sync>);
+
+impl std::fmt::Debug for StatsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatsCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for StatsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+
+        let s = (self.0)();
+        let running = ConstGauge::new(i64::try_from(s.running).unwrap_or(i64::MAX));
+        running.encode(encoder.encode_descriptor(
+            "rondo_jobs_running",
+            "Jobs running on this server now",
+            None,
+            running.metric_type(),
+        )?)?;
+        for (name, help, value) in [
+            (
+                "rondo_jobs_dispatched",
+                "Jobs queued from this server",
+                s.dispatched,
+            ),
+            (
+                "rondo_jobs_started",
+                "Job runs started on this server",
+                s.started,
+            ),
+            (
+                "rondo_jobs_succeeded",
+                "Job runs that succeeded",
+                s.succeeded,
+            ),
+            (
+                "rondo_jobs_failed",
+                "Job runs that failed (retried later, or dead-lettered when out of attempts)",
+                s.retried + s.dead_lettered,
+            ),
+            (
+                "rondo_jobs_retried",
+                "Failed job runs put back for a retry",
+                s.retried,
+            ),
+            (
+                "rondo_jobs_dead_lettered",
+                "Jobs moved to the dead-letter stream (out of attempts, or unreadable)",
+                s.dead_lettered,
+            ),
+            (
+                "rondo_jobs_requeued",
+                "Jobs put back by a shutdown or taken over from a server that died",
+                s.requeued,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
