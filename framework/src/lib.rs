@@ -22,6 +22,8 @@
 //! - [`body`]: the one [`Body`] type of requests and responses.
 //! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily.
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
+//! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]
+//!   responder.
 
 pub mod app;
 pub mod body;
@@ -35,6 +37,7 @@ mod routing;
 pub mod scope;
 pub mod server;
 pub mod session;
+pub mod template;
 
 pub use app::{App, AppContext};
 pub use body::Body;
@@ -46,6 +49,7 @@ pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Re
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
 pub use session::{CsrfForm, Session, SessionError, SessionManager};
+pub use template::{Template, TemplateError, Templates};
 
 /// Re-exported so applications name the same `http` types the framework uses.
 pub use http;
