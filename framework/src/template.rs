@@ -232,11 +232,7 @@ fn describe(err: &minijinja::Error) -> String {
 }
 
 /// Reads every file under `dir` into `out` as (name relative to `root`, source).
-fn collect(
-    root: &Path,
-    dir: &Path,
-    out: &mut Vec<(String, String)>,
-) -> Result<(), TemplateError> {
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), TemplateError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| TemplateError::Io { path, source }
@@ -316,7 +312,11 @@ mod tests {
         let templates = Templates::from_sources([("bad.html", "{{ 1 / 0 }}")])?;
         for name in ["bad.html", "absent.html"] {
             let response = templates.template(name, json!({})).respond(&browser());
-            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR, "{name}");
+            assert_eq!(
+                response.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{name}"
+            );
             assert!(body(&response).contains("internal server error"), "{name}");
         }
         assert!(matches!(
@@ -329,7 +329,9 @@ mod tests {
     #[test]
     fn a_template_answers_html() -> Result<(), TemplateError> {
         let templates = Templates::from_sources([("hi.html", "hi {{ n }}")])?;
-        let response = templates.template("hi.html", json!({ "n": 3 })).respond(&browser());
+        let response = templates
+            .template("hi.html", json!({ "n": 3 }))
+            .respond(&browser());
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             response.headers().get(CONTENT_TYPE),
@@ -356,7 +358,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let templates = loaded?;
         assert!(templates.contains("parts/x.html"));
-        assert_eq!(templates.render("page.html", json!({ "v": "<" }))?, "[&lt;]");
+        assert_eq!(
+            templates.render("page.html", json!({ "v": "<" }))?,
+            "[&lt;]"
+        );
         assert!(matches!(
             Templates::load(dir.join("absent")),
             Err(TemplateError::Io { .. })
