@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs Rondo's whole test suite. The integration tests start their own redis-server on free
-# loopback ports, so the Debian package redis-server is installed first where it is missing.
+# loopback ports, so the Debian package redis-server is installed first where it is missing;
+# the browser tests (example-app/tests/browser.rs) drive headless Chromium, so the packages
+# chromium and chromium-driver are installed too. Without them those tests fail, not skip.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -p rondo-tests --test sessions).
 # The last line sums up every test binary: "total: N passed, N failed, N skipped".
 set -euo pipefail
@@ -12,6 +14,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "chromium or chromedriver not found: installing the Debian packages chromium and chromium-driver" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 log=$(mktemp)

@@ -2,58 +2,14 @@
 //! (slow work, simulated by `[example] hydrate_delay_ms`) and stores them in the session, so
 //! the next request reads them from the session at once.
 
-use std::time::Duration;
-
-use rondo::config::Section;
 use rondo::jobs::{Job, JobContext, JobError, Jobs};
-use rondo::{ConfigError, Session, SessionError};
+use rondo::{Session, SessionError};
+
+use crate::settings::ExampleSettings;
 use serde::{Deserialize, Serialize};
 
 /// The session key the job fills: a `Vec<String>`.
 pub const RECOMMENDATIONS: &str = "recommendations";
-
-/// The keys `[example]` accepts.
-const EXAMPLE_KEYS: &[&str] = &["hydrate_delay_ms"];
-
-/// `[example]` settings, given to jobs as state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExampleSettings {
-    /// `hydrate_delay_ms`: how long the hydration job's "slow work" takes; default 1500.
-    pub hydrate_delay: Duration,
-}
-
-impl Default for ExampleSettings {
-    fn default() -> Self {
-        Self {
-            hydrate_delay: Duration::from_millis(1500),
-        }
-    }
-}
-
-impl ExampleSettings {
-    /// Reads `[example]` (absent: the defaults).
-    ///
-    /// # Errors
-    ///
-    /// An unknown key, or a `hydrate_delay_ms` that is not a whole number up to 600000.
-    pub fn from_section(section: Option<&Section>) -> Result<Self, ConfigError> {
-        let Some(section) = section else {
-            return Ok(Self::default());
-        };
-        if let Some(key) = section.keys().find(|k| !EXAMPLE_KEYS.contains(k)) {
-            let message = format!("unknown key; expected one of {}", EXAMPLE_KEYS.join(", "));
-            return Err(section.error(key, message));
-        }
-        let ms: u64 = section.get_or("hydrate_delay_ms", 1500)?;
-        if ms > 600_000 {
-            let message = format!("expected milliseconds in 0..=600000, got {ms}");
-            return Err(section.error("hydrate_delay_ms", message));
-        }
-        Ok(Self {
-            hydrate_delay: Duration::from_millis(ms),
-        })
-    }
-}
 
 /// Fills a session's `recommendations` after a login.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,16 +1,20 @@
 //! The example application as a library, so tests can build it in-process on port 0.
 //!
 //! [`build`] wires the routes; the controllers live in [`api`] (the basket shop's JSON API),
-//! [`pages`] (the HTML shop with CSRF-protected forms) and [`mod@bench`] (benchmark routes);
-//! [`jobs`] holds the background job that fills a session's recommendations after a login.
+//! [`pages`] (the HTML shop with CSRF-protected forms, rendered from `templates/`) and
+//! [`mod@bench`] (benchmark routes); [`jobs`] holds the background job that fills a
+//! session's recommendations after a login; [`settings`] reads `[example]`.
 
 pub mod api;
 pub mod bench;
 pub mod jobs;
 pub mod pages;
+pub mod settings;
 
 use rondo::jobs::Jobs;
-use rondo::{App, Config, SessionManager};
+use rondo::{App, Config, SessionManager, Templates};
+
+pub use settings::TEMPLATES_DIR;
 
 /// What can stop the app from starting.
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
@@ -19,10 +23,12 @@ pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// # Errors
 ///
-/// The configured session store cannot be reached at start-up (`[session] store = redis`),
-/// the job queue cannot be set up, or `[example]` is invalid.
+/// `[example]` is invalid, the templates cannot be loaded (`[example] templates`, default
+/// [`TEMPLATES_DIR`]), the configured session store cannot be reached at start-up
+/// (`[session] store = redis`), or the job queue cannot be set up.
 pub async fn build(config: Config) -> Result<App, BuildError> {
-    let settings = jobs::ExampleSettings::from_section(config.section("example"))?;
+    let settings = settings::ExampleSettings::from_section(config.section("example"))?;
+    let templates = Templates::load(&settings.templates)?;
     let sessions = SessionManager::from_config(&config).await?;
     let runtime = Jobs::builder(&config, &sessions)
         .register::<jobs::Hydrate>()
@@ -31,7 +37,9 @@ pub async fn build(config: Config) -> Result<App, BuildError> {
         .await?;
     let app = runtime
         .install(sessions.install(App::new(config)))
+        .state(templates)
         .get("/", pages::home)
+        .get("/static/shop.css", pages::stylesheet)
         .post("/basket/add", pages::add_item)
         .post("/basket/clear", pages::clear_basket)
         .post("/login", pages::log_in)

@@ -1,103 +1,81 @@
 //! The HTML shop: the basket page and its CSRF-protected forms.
 //!
+//! The page is rendered from `templates/basket.html` (which extends `templates/base.html`).
 //! Each form posts to its own path and carries a single-use token issued for that path; the
 //! controllers take a [`CsrfForm`] argument, so a post without a valid token is refused with
 //! 400 before they run. After each action they flash a message and redirect back to `/`.
 
-use rondo::respond::escape_html;
-use rondo::{CsrfForm, Html, Redirect, Session, SessionError};
-use serde::Deserialize;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
+use rondo::jobs::Jobs;
+use rondo::{CsrfForm, Redirect, Session, SessionError, State, Template, Templates};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::api::{add_to, parse_item, parse_user, Basket, Item};
 
-/// `GET /`: the basket, the user and the forms.
-pub async fn home(session: Session) -> Result<Html<String>, SessionError> {
-    let user: Option<String> = session.get("user").await?;
-    let basket = Basket::from_items(
-        session
-            .get::<Vec<Item>>("basket")
-            .await?
-            .unwrap_or_default(),
-    );
-    let notice: Option<String> = session.flash_get("notice").await?;
-    let mut page = String::from(concat!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        "<title>Rondo shop</title></head>\n<body><h1>Rondo shop</h1>\n"
-    ));
-    if let Some(notice) = notice {
-        page += &format!(
-            "<p class=\"flash\" role=\"status\">{}</p>\n",
-            escape_html(&notice)
-        );
-    }
-    match &user {
-        Some(user) => {
-            page += &format!(
-                "<p>Logged in as <strong id=\"user\">{}</strong>.</p>\n",
-                escape_html(user)
-            );
-            page += &form(
-                "/logout",
-                &session.csrf_token("/logout").await?,
-                "",
-                "Log out",
-            );
-        }
-        None => {
-            let fields = "<label>Name <input name=\"user\" required maxlength=\"64\"></label>";
-            page += &form(
-                "/login",
-                &session.csrf_token("/login").await?,
-                fields,
-                "Log in",
-            );
-        }
-    }
-    page += "<h2>Basket</h2>\n";
-    if basket.items.is_empty() {
-        page += "<p id=\"empty\">Your basket is empty.</p>\n";
-    } else {
-        page += "<table id=\"basket\"><tr><th>SKU</th><th>Quantity</th></tr>\n";
-        for item in &basket.items {
-            page += &format!(
-                "<tr><td>{}</td><td>{}</td></tr>\n",
-                escape_html(&item.sku),
-                item.qty
-            );
-        }
-        page += &format!(
-            "</table>\n<p>Total items: <span id=\"total\">{}</span></p>\n",
-            basket.total_qty
-        );
-        page += &form(
-            "/basket/clear",
-            &session.csrf_token("/basket/clear").await?,
-            "",
-            "Empty the basket",
-        );
-    }
-    let fields = concat!(
-        "<label>SKU <input name=\"sku\" required maxlength=\"64\" pattern=\"[A-Za-z0-9_-]+\"></label> ",
-        "<label>Quantity <input name=\"qty\" type=\"number\" min=\"1\" max=\"1000\" value=\"1\"></label>"
-    );
-    page += &form(
-        "/basket/add",
-        &session.csrf_token("/basket/add").await?,
-        fields,
-        "Add to basket",
-    );
-    page += "</body></html>\n";
-    Ok(Html(page))
+/// What `basket.html` shows.
+#[derive(Debug, Serialize)]
+struct Home {
+    user: Option<String>,
+    notice: Option<String>,
+    basket: Basket,
+    /// Filled by a background job after log-in; `None` until then.
+    recommendations: Option<Vec<String>>,
+    csrf: Tokens,
 }
 
-fn form(action: &str, token: &str, fields: &str, button: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"_csrf\" value=\"{}\">{fields} \
-         <button type=\"submit\">{button}</button></form>\n",
-        escape_html(token)
-    )
+/// One token per form on the page. Only the forms shown get one: every token issued is
+/// kept in the session until it is used or pushed out.
+#[derive(Debug, Default, Serialize)]
+struct Tokens {
+    login: Option<String>,
+    logout: Option<String>,
+    add: String,
+    clear: Option<String>,
+}
+
+/// `GET /`: the basket, the user, the recommendations and the forms.
+pub async fn home(
+    State(templates): State<Templates>,
+    session: Session,
+) -> Result<Template, SessionError> {
+    let user: Option<String> = session.get("user").await?;
+    let basket = Basket::from_items(session.get("basket").await?.unwrap_or_default());
+    let mut csrf = Tokens {
+        add: session.csrf_token("/basket/add").await?,
+        ..Tokens::default()
+    };
+    if user.is_some() {
+        csrf.logout = Some(session.csrf_token("/logout").await?);
+    } else {
+        csrf.login = Some(session.csrf_token("/login").await?);
+    }
+    if !basket.items.is_empty() {
+        csrf.clear = Some(session.csrf_token("/basket/clear").await?);
+    }
+    let page = Home {
+        notice: session.flash_get("notice").await?,
+        recommendations: session.get("recommendations").await?,
+        user,
+        basket,
+        csrf,
+    };
+    Ok(templates.template("basket.html", page))
+}
+
+/// `GET /static/shop.css`: the stylesheet, compiled into the binary, cached for a day.
+pub async fn stylesheet() -> (StatusCode, HeaderMap, &'static str) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    (StatusCode::OK, headers, include_str!("../static/shop.css"))
 }
 
 /// The add-item form.
@@ -151,6 +129,7 @@ pub struct LoginForm {
 /// `POST /login`: a new session id, then the user.
 pub async fn log_in(
     session: Session,
+    State(jobs): State<Jobs>,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Redirect, SessionError> {
     match parse_user(&json!({ "user": form.user })) {
@@ -158,6 +137,8 @@ pub async fn log_in(
             session.regenerate().await?;
             session.flash("notice", &format!("Welcome, {user}."))?;
             session.put("user", &user)?;
+            // Slow per-user work runs in the background and lands in the session.
+            crate::jobs::hydrate_after_login(&session, &jobs).await?;
         }
         Err(why) => session.flash("notice", &format!("Not logged in: {why}."))?,
     }

@@ -24,6 +24,8 @@
 //! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily.
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
+//! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]
+//!   responder.
 
 pub mod app;
 pub mod body;
@@ -39,6 +41,7 @@ mod routing;
 pub mod scope;
 pub mod server;
 pub mod session;
+pub mod template;
 
 pub use app::{App, AppContext};
 pub use body::Body;
@@ -51,6 +54,7 @@ pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Re
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
 pub use session::{CsrfForm, Session, SessionError, SessionManager};
+pub use template::{Template, TemplateError, Templates};
 
 /// Re-exported so applications name the same `http` types the framework uses.
 pub use http;

@@ -314,10 +314,17 @@ impl Actor {
                 return;
             }
         }
+        let applied = batch.iter().any(|m| matches!(m, Msg::Apply { .. }));
         for msg in batch {
             self.handle(msg).await;
         }
         if self.flush_requested || self.updates.iter().any(|(w, _)| w.is_some()) {
+            // A request's changes are visible to every later request on this node at once,
+            // also while their commit is in flight: a reader that sees the old stored version
+            // takes the published copy, so it must already hold them.
+            if applied {
+                self.publish();
+            }
             self.commit_pending().await;
         }
         self.publish();
