@@ -655,7 +655,7 @@ impl Actor {
     }
 
     fn tag(&self) -> String {
-        self.key.as_str().chars().rev().take(8).collect()
+        self.key.log_tag()
     }
 }
 
