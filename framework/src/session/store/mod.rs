@@ -12,6 +12,8 @@ mod memory;
 mod redis;
 
 pub use self::memory::MemoryStore;
+/// For the record-decoding fuzz target (`session::fuzzing`).
+pub(crate) use self::redis::parse_record;
 pub use self::redis::RedisStore;
 
 use std::collections::HashMap;
