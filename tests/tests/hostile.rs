@@ -250,7 +250,8 @@ fn rss_kib() -> u64 {
 }
 
 /// 2000 idle connections (fewer if the open-file limit is low) do not stop the server from
-/// answering another client at once; all of them are cut at the header-read timeout, and
+/// answering another client at once; all of them, and 100 keep-alive connections gone quiet
+/// after a request, are cut at the header-read timeout, and
 /// the process's memory grows by less than 64 MiB.
 #[tokio::test]
 async fn thousands_of_idle_connections_are_cut_and_memory_stays_bounded() {
@@ -280,6 +281,25 @@ async fn thousands_of_idle_connections_are_cut_and_memory_stays_bounded() {
         "{:?}",
         started.elapsed()
     );
+    // Keep-alive connections that finished a request and then went quiet are idle too.
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(shop.addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(RAW_WAIT, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            buf[..n].ends_with(b"\r\n\r\nok"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        idle.push(stream);
+    }
     let peak = rss_kib();
 
     // Every idle connection is closed by the server, without a response, by the timeout
@@ -295,7 +315,7 @@ async fn thousands_of_idle_connections_are_cut_and_memory_stays_bounded() {
             Err(_) => break,
         }
     }
-    assert_eq!(cut, count, "idle connections still open after 10 s");
+    assert_eq!(cut, count + 100, "idle connections still open after 10 s");
     drop(idle);
     session_untouched(&shop, &mut jar).await;
     let grown = peak.saturating_sub(before);
@@ -346,4 +366,41 @@ async fn host_prefixed_cookie_is_secure_with_root_path() {
     let cookie = attributes[0];
     let second = shop.get_with("/bench/counter", &[("cookie", cookie)]).await;
     assert_eq!((second.status, second.body.as_str()), (StatusCode::OK, "2"));
+}
+
+/// With `max_size = 1k`, a client that keeps adding items gets 413 with a message naming the
+/// limit once its basket would pass 1 KiB; the session keeps what it had before (the refused
+/// change is not stored) and keeps working.
+#[tokio::test]
+async fn a_session_cannot_grow_past_max_size() {
+    let redis = RedisServer::start().await;
+    let shop = start_example(example_config(redis.port(), "[session]\nmax_size = 1k\n")).await;
+    let mut jar = Jar::default();
+    let mut accepted = 0;
+    let refused = loop {
+        assert!(accepted < 100, "max_size never enforced");
+        let sku = format!("{accepted:02}{}", "s".repeat(60));
+        let item = format!(r#"{{"sku":"{sku}","qty":1}}"#);
+        let response = jar.post_json(&shop, "/api/basket/items", &item).await;
+        if response.status != StatusCode::OK {
+            break response;
+        }
+        accepted += 1;
+    };
+    assert!(accepted >= 5, "only {accepted} items fitted in 1 KiB");
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.body
+    );
+    let message = refused.json()["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("1024"), "{message}");
+    let basket = jar.get(&shop, "/api/basket").await;
+    assert_eq!(basket.json()["total_qty"], accepted);
+    let counter = jar.get(&shop, "/bench/counter").await;
+    assert_eq!(
+        (counter.status, counter.body.as_str()),
+        (StatusCode::OK, "1")
+    );
 }
