@@ -7,7 +7,7 @@ use redis::Value;
 use serde::de::DeserializeOwned;
 
 use super::cookie::CookieSettings;
-use super::store::{parse_record, Record, StoreError};
+use super::store::{msgpack_values, parse_record, Loaded, Record, StoreError};
 use super::{SessionError, SessionId};
 use crate::Config;
 
@@ -17,13 +17,17 @@ pub fn cookie_session_id(config: &Config, headers: &HeaderMap) -> Option<Session
     CookieSettings::from_config(config).read(headers)
 }
 
-/// An `HGETALL` answer parsed into a record, as the Redis store does on a load.
+/// An `HGETALL` answer parsed into a record, as the Redis store does on a load, then checked
+/// as the session layer checks every record it loads.
 ///
 /// # Errors
 ///
 /// [`StoreError::Corrupt`] for anything Rondo did not write.
 pub fn parse_redis_record(fields: Vec<Value>) -> Result<Record, StoreError> {
-    parse_record(fields)
+    match msgpack_values(Loaded::Record(parse_record(fields)?))? {
+        Loaded::Record(record) => Ok(record),
+        Loaded::Missing | Loaded::Unchanged => Err(StoreError::Corrupt("no record".into())),
+    }
 }
 
 /// A stored value decoded as `Session::get` decodes it.

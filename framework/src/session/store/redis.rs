@@ -217,9 +217,7 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// Turns HGETALL's flat array into a record; anything Rondo did not write is `Corrupt`,
-/// including a data value that is not exactly one well-formed MessagePack value (a truncated
-/// or overwritten field), so the client gets a fresh session rather than a decode error.
+/// Turns HGETALL's flat array into a record; anything Rondo did not write is `Corrupt`.
 pub(crate) fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
     fn text(value: &Value) -> Option<&[u8]> {
         match value {
@@ -249,11 +247,6 @@ pub(crate) fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
                 Some(key) => {
                     let key = String::from_utf8(key.to_vec())
                         .map_err(|_| StoreError::Corrupt("a data key is not UTF-8".into()))?;
-                    if !is_one_msgpack_value(value) {
-                        return Err(StoreError::Corrupt(format!(
-                            "the value of {key:?} is not MessagePack"
-                        )));
-                    }
                     record.data.insert(key, Bytes::copy_from_slice(value));
                 }
                 None => return Err(StoreError::Corrupt("unknown field".into())),
@@ -264,15 +257,6 @@ pub(crate) fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
         return Err(StoreError::Corrupt("no version".into()));
     }
     Ok(record)
-}
-
-/// Whether `bytes` holds exactly one complete MessagePack value, nothing after it. Walking it
-/// costs about as much as copying it, and only on a full load.
-fn is_one_msgpack_value(bytes: &[u8]) -> bool {
-    use serde::Deserialize;
-    let mut rest = bytes;
-    let mut de = rmp_serde::Deserializer::new(&mut rest);
-    serde::de::IgnoredAny::deserialize(&mut de).is_ok() && rest.is_empty()
 }
 
 impl SessionStore for RedisStore {
