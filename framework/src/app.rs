@@ -25,6 +25,9 @@ use crate::{Request, Response};
 pub struct Limits {
     /// Largest request body an extractor reads (`[http] max_body_bytes`).
     pub max_body_bytes: usize,
+    /// Longest an extractor waits for the whole body before answering 408
+    /// (`[http] body_read_timeout`).
+    pub body_read_timeout: Duration,
     /// Longest a controller may take before the client gets 503 (`[http] request_timeout`).
     pub request_timeout: Duration,
 }
@@ -33,6 +36,7 @@ impl From<&HttpConfig> for Limits {
     fn from(http: &HttpConfig) -> Self {
         Self {
             max_body_bytes: http.max_body_bytes,
+            body_read_timeout: http.body_read_timeout,
             request_timeout: http.request_timeout,
         }
     }

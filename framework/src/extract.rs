@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
-use crate::app::AppContext;
+use crate::app::{AppContext, Limits};
 use crate::respond::{ErrorPage, RequestHead, Responder};
 use crate::routing::PathParams;
 use crate::{Json, Request, Response};
@@ -40,6 +40,10 @@ pub enum Rejection {
         /// The configured limit.
         limit: usize,
     },
+    /// The client did not send the whole body within `[http] body_read_timeout` (408; the
+    /// connection is closed).
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The body could not be read from the connection (400).
     #[error("failed to read the request body: {0}")]
     BodyRead(String),
@@ -78,6 +82,7 @@ impl Rejection {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::JsonData(_) | Self::InvalidForm(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MissingState(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_)
             | Self::InvalidJson(_)
             | Self::InvalidUtf8
@@ -96,7 +101,17 @@ impl Responder for Rejection {
                 "State<T> requested but never registered with App::state"
             );
         }
-        ErrorPage::new(self.status(), self.to_string()).respond(head)
+        let page = ErrorPage::new(self.status(), self.to_string());
+        // The rest of a trickled body is not worth waiting for: the connection goes.
+        if let Self::BodyTimeout(_) = self {
+            page.header(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            )
+        } else {
+            page
+        }
+        .respond(head)
     }
 }
 
@@ -257,9 +272,10 @@ fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
     media == expected || (expected == "application/json" && media.ends_with("+json"))
 }
 
-/// Reads the whole body, refusing more than `limit` bytes (by `Content-Length` first, so a
-/// large upload is refused before it is read).
-pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Bytes, Rejection> {
+/// Reads the whole body, refusing more than `max_body_bytes` (by `Content-Length` first, so a
+/// large upload is refused before it is read) and giving up after `body_read_timeout`.
+pub(crate) async fn read_body(req: Request, limits: &Limits) -> Result<Bytes, Rejection> {
+    let limit = limits.max_body_bytes;
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -268,7 +284,11 @@ pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Bytes, Rejec
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Rejection::PayloadTooLarge { limit });
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    let collect = Limited::new(req.into_body(), limit).collect();
+    let Ok(collected) = tokio::time::timeout(limits.body_read_timeout, collect).await else {
+        return Err(Rejection::BodyTimeout(limits.body_read_timeout));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             Err(Rejection::PayloadTooLarge { limit })
@@ -286,7 +306,7 @@ impl<T: DeserializeOwned + Send> FromRequest for Json<T> {
                 expected: "application/json",
             });
         }
-        let bytes = read_body(req, app.limits().max_body_bytes).await?;
+        let bytes = read_body(req, app.limits()).await?;
         serde_json::from_slice(&bytes)
             .map(Json)
             .map_err(|e| match e.classify() {
@@ -308,7 +328,7 @@ impl<T: DeserializeOwned + Send> FromRequest for Form<T> {
         if !has_media_type(req.headers(), FORM) {
             return Err(Rejection::UnsupportedMediaType { expected: FORM });
         }
-        let bytes = read_body(req, app.limits().max_body_bytes).await?;
+        let bytes = read_body(req, app.limits()).await?;
         serde_urlencoded::from_bytes(&bytes)
             .map(Form)
             .map_err(|e| Rejection::InvalidForm(e.to_string()))
@@ -319,7 +339,7 @@ impl FromRequest for Bytes {
     type Rejection = Rejection;
 
     async fn from_request(req: Request, app: &AppContext) -> Result<Self, Rejection> {
-        read_body(req, app.limits().max_body_bytes).await
+        read_body(req, app.limits()).await
     }
 }
 
@@ -327,7 +347,7 @@ impl FromRequest for String {
     type Rejection = Rejection;
 
     async fn from_request(req: Request, app: &AppContext) -> Result<Self, Rejection> {
-        let bytes = read_body(req, app.limits().max_body_bytes).await?;
+        let bytes = read_body(req, app.limits()).await?;
         String::from_utf8(bytes.into()).map_err(|_| Rejection::InvalidUtf8)
     }
 }

@@ -158,3 +158,57 @@ fn jobs_section_is_validated() {
         (Some(4), Some("redis_connection_pool"))
     );
 }
+
+/// A `__Host-` cookie name with `cookie_secure = false`, a path other than `/` or a domain,
+/// and a `__Secure-` name with `cookie_secure = false`, are refused with the file, the line of
+/// the contradicting key and a message naming the rule; a `__Host-` name with the defaults
+/// loads.
+#[test]
+fn cookie_name_prefixes_refuse_contradicting_settings() {
+    let cases = [
+        (
+            "cookie_name = __Host-sid\ncookie_secure = false\n",
+            3,
+            "cookie_secure",
+            "Secure",
+        ),
+        (
+            "cookie_name = __Host-sid\ncookie_path = /app\n",
+            3,
+            "cookie_path",
+            "Path=/",
+        ),
+        (
+            "cookie_domain = example.com\ncookie_name = __Host-sid\n",
+            2,
+            "cookie_domain",
+            "Domain",
+        ),
+        (
+            "cookie_name = __Secure-sid\ncookie_secure = no\n",
+            3,
+            "cookie_secure",
+            "Secure",
+        ),
+    ];
+    for (lines, line, key, rule) in cases {
+        let file = TempFile::new(&format!("[session]\nstore = memory\n{lines}"));
+        let err = Config::load(&file.0).unwrap_err();
+        let text = err.to_string();
+        // `store = memory` is line 2, so the session keys start on line 3.
+        assert_eq!(err.line(), Some(line + 1), "{text}");
+        assert_eq!(err.key(), Some(key), "{text}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{text}");
+        assert!(
+            text.starts_with(&format!("{}:{}:", file.0.display(), line + 1)),
+            "{text}"
+        );
+        assert!(text.contains(rule) && text.contains("prefix"), "{text}");
+    }
+    let ok = Config::parse_str(
+        "[app]\nurl = https://shop.example\n[session]\nstore = memory\ncookie_name = __Host-sid\n",
+        "ok.ini",
+    )
+    .unwrap();
+    assert_eq!(ok.session.cookie_name, "__Host-sid");
+}

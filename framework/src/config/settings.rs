@@ -181,6 +181,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// `header_read_timeout`: > 0; default 10 s.
     pub header_read_timeout: Duration,
+    /// `body_read_timeout`: the longest an extractor waits for the whole request body, > 0;
+    /// default 10 s. A client that trickles its body gets 408 instead of holding a task.
+    pub body_read_timeout: Duration,
     /// `request_timeout`: the whole handler, > 0; default 30 s.
     pub request_timeout: Duration,
     /// `shutdown_timeout`: how long in-flight requests get on shutdown; default 10 s.
@@ -198,6 +201,7 @@ impl Default for HttpConfig {
             max_headers: 100,
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
             http2: true,

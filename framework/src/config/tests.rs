@@ -84,6 +84,7 @@ max_header_bytes = 32k
 max_headers = 50
 max_body_bytes = 10MiB
 header_read_timeout = 500ms
+body_read_timeout = 2s
 request_timeout = 1m
 shutdown_timeout = 0
 http2 = off
@@ -124,6 +125,7 @@ cache[host] = cache.internal
     );
     assert_eq!(c.http.max_body_bytes, 10 << 20);
     assert_eq!(c.http.header_read_timeout, Duration::from_millis(500));
+    assert_eq!(c.http.body_read_timeout, Duration::from_secs(2));
     assert_eq!(c.http.request_timeout, Duration::from_secs(60));
     assert_eq!(
         (c.http.shutdown_timeout, c.http.http2),

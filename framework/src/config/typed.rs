@@ -7,7 +7,8 @@ use super::error::{ConfigError, ErrorKind};
 use super::ini::{Entry, Item};
 use super::jobs::JOBS_KEYS;
 use super::validate::{
-    cookie_domain, cookie_name, cookie_path, host, metrics_path, non_empty, optional, url,
+    cookie_domain, cookie_name, cookie_path, cookie_prefix_conflict, host, metrics_path, non_empty,
+    optional, url,
 };
 use super::value::{self, Expected};
 use super::{
@@ -25,6 +26,7 @@ const HTTP_KEYS: &[&str] = &[
     "max_headers",
     "max_body_bytes",
     "header_read_timeout",
+    "body_read_timeout",
     "request_timeout",
     "shutdown_timeout",
     "http2",
@@ -215,6 +217,7 @@ fn http(http: &mut HttpConfig, e: &Entry) -> EntryResult {
         "max_headers" => http.max_headers = value::count(v, 1, 1000)?,
         "max_body_bytes" => http.max_body_bytes = value::size_in(v, 0, GIB)?,
         "header_read_timeout" => http.header_read_timeout = value::positive_duration(v)?,
+        "body_read_timeout" => http.body_read_timeout = value::positive_duration(v)?,
         "request_timeout" => http.request_timeout = value::positive_duration(v)?,
         "shutdown_timeout" => http.shutdown_timeout = value::duration(v)?,
         "http2" => http.http2 = value::boolean(v)?,
@@ -309,6 +312,16 @@ fn cross_check(config: &Config, lines: &HashMap<&str, usize>) -> Result<()> {
                        otherwise); expected cookie_secure = true or auto, got false";
         let err = ConfigError::new(ErrorKind::Conflict, &config.origin, message);
         return Err(at(err, "cookie_samesite"));
+    }
+    if let Some((key, message)) = cookie_prefix_conflict(s) {
+        let err = ConfigError::new(ErrorKind::Conflict, &config.origin, message);
+        // A key left at its default has no line: point at the prefixed name instead.
+        let key = if lines.contains_key(key) {
+            key
+        } else {
+            "cookie_name"
+        };
+        return Err(at(err, key));
     }
     if s.cookie_samesite == SameSite::None && !s.secure(&config.app) {
         tracing::warn!(

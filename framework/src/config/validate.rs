@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use super::value::{Expected, ValueResult};
+use super::{CookieSecure, SessionConfig};
 
 pub(crate) fn non_empty(v: &str, what: &str) -> ValueResult<String> {
     if v.trim().is_empty() {
@@ -96,6 +97,44 @@ pub(crate) fn cookie_domain(v: &str) -> ValueResult<Option<String>> {
             "a domain name such as example.com (or empty for none)",
         )),
     }
+}
+
+/// The `[session]` key that contradicts the cookie name's prefix, and why.
+///
+/// Browsers store a `__Host-` cookie only when it is `Secure`, has `Path=/` and no `Domain`,
+/// and a `__Secure-` cookie only when it is `Secure` (RFC 6265bis, "cookie name prefixes").
+/// A file that asks for the prefix and for something else would give a session cookie that
+/// every browser silently drops, so it is refused instead.
+pub(crate) fn cookie_prefix_conflict(s: &SessionConfig) -> Option<(&'static str, String)> {
+    let name = &s.cookie_name;
+    let host = name.starts_with("__Host-");
+    if !host && !name.starts_with("__Secure-") {
+        return None;
+    }
+    let prefix = if host { "__Host-" } else { "__Secure-" };
+    if s.cookie_secure == CookieSecure::Never {
+        let why = format!(
+            "cookie_name {name:?} has the {prefix} prefix, which browsers accept only on a \
+             Secure cookie; expected cookie_secure = true or auto, got false"
+        );
+        return Some(("cookie_secure", why));
+    }
+    if host && s.cookie_path != "/" {
+        let why = format!(
+            "cookie_name {name:?} has the __Host- prefix, which requires Path=/; expected \
+             cookie_path = /, got {:?}",
+            s.cookie_path
+        );
+        return Some(("cookie_path", why));
+    }
+    if let (true, Some(domain)) = (host, &s.cookie_domain) {
+        let why = format!(
+            "cookie_name {name:?} has the __Host- prefix, which forbids a Domain attribute; \
+             expected no cookie_domain, got {domain:?}"
+        );
+        return Some(("cookie_domain", why));
+    }
+    None
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use super::id::StoreKey;
 use super::manager::Shared;
 use super::registry::{Published, MAILBOX};
-use super::store::{unix_now, Commit, Delta, Loaded, Record, StoreError};
+use super::store::{msgpack_values, unix_now, Commit, Delta, Loaded, Record, StoreError};
 use super::SessionError;
 
 /// A commit that keeps conflicting this many times in a row gives up with 503.
@@ -437,7 +437,8 @@ impl Actor {
     /// Reads the store and rebuilds `data` as the stored record plus pending changes.
     async fn reload(&mut self) -> Result<(), SessionError> {
         let known = self.base.as_ref().map_or(0, |b| b.version);
-        let loaded = match self.shared.store.load(&self.key, known).await {
+        let loaded = self.shared.store.load(&self.key, known).await;
+        let loaded = match loaded.and_then(msgpack_values) {
             Ok(loaded) => loaded,
             Err(StoreError::Corrupt(why)) => {
                 tracing::warn!(session = %self.tag(), reason = %why, "corrupt session record dropped; the client gets a fresh session");
@@ -675,7 +676,7 @@ impl Actor {
     }
 
     fn tag(&self) -> String {
-        self.key.as_str().chars().rev().take(8).collect()
+        self.key.log_tag()
     }
 }
 

@@ -30,7 +30,11 @@ impl CookieSettings {
                 config::SameSite::Strict => SameSite::Strict,
                 config::SameSite::None => SameSite::None,
             },
-            secure: session.secure(&config.app) || session.cookie_name.starts_with("__Host-"),
+            // Browsers drop a prefixed cookie that is not Secure (config validation refuses
+            // `cookie_secure = false` with a prefix; `auto` on http:// still gets Secure).
+            secure: session.secure(&config.app)
+                || session.cookie_name.starts_with("__Host-")
+                || session.cookie_name.starts_with("__Secure-"),
             path: if session.cookie_name.starts_with("__Host-") {
                 "/".into()
             } else {

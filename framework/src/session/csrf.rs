@@ -138,11 +138,7 @@ impl<T: DeserializeOwned + Send> FromRequest for CsrfForm<T> {
         if !is_form {
             return Err(Rejection::UnsupportedMediaType { expected: FORM }.into());
         }
-        let bytes = read_body(
-            Request::from_parts(parts, body),
-            app.limits().max_body_bytes,
-        )
-        .await?;
+        let bytes = read_body(Request::from_parts(parts, body), app.limits()).await?;
         let token: TokenField = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| Rejection::InvalidForm(e.to_string()))?;
         session

@@ -753,7 +753,7 @@ impl Session {
         let span = tracing::Span::current();
         if !span.is_disabled() {
             if let Some(id) = self.id() {
-                // `Display` of an id is a short hash of it, never the id.
+                // `Display` of an id is a salted hash of it, never the id.
                 span.record("session", tracing::field::display(&id));
             }
         }

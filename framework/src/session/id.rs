@@ -1,7 +1,12 @@
 //! Session ids: 256 bits from the OS CSPRNG, URL-safe base64 in the cookie, and a SHA-256
 //! hash of the id as the store key, so a store dump or `MONITOR` never shows a live cookie.
+//!
+//! Logs name a session by a *salted* hash ([`SessionId::log_tag`], also what `Display` and
+//! `Debug` print): a per-process random salt, so a log line can neither be turned back into
+//! the cookie nor matched against a Redis key by someone who reads both.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -49,24 +54,47 @@ impl SessionId {
     /// The store key for this id under `prefix`: `{prefix}session:{sha256(id) in hex}`.
     pub fn store_key(&self, prefix: &str) -> StoreKey {
         let digest = Sha256::digest(self.0.as_bytes());
-        let mut key = String::with_capacity(prefix.len() + 8 + 64);
+        let mut key = String::with_capacity(prefix.len() + 8 + HASH_HEX);
         key.push_str(prefix);
         key.push_str("session:");
-        for byte in digest {
-            key.push(char::from(HEX[usize::from(byte >> 4)]));
-            key.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
+        push_hex(&mut key, &digest);
         StoreKey(key)
     }
 
-    /// A short, non-reversible tag for logs (first 8 hex digits of the id's hash).
+    /// A short tag for logs: 8 hex digits of a salted hash of the id's store hash. The same
+    /// session gets the same tag from [`StoreKey::log_tag`] within one process.
     pub fn log_tag(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+        self.store_key("").log_tag()
     }
 }
 
+/// Length of the hex SHA-256 at the end of every store key.
+const HASH_HEX: usize = 64;
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+}
+
+/// This process's log salt: random, drawn once. Without randomness the clock serves, since
+/// the salt only has to be unknown to whoever reads the logs, not unguessable forever.
+fn log_salt() -> &'static [u8; 16] {
+    static SALT: OnceLock<[u8; 16]> = OnceLock::new();
+    SALT.get_or_init(|| {
+        let mut salt = [0u8; 16];
+        if getrandom::fill(&mut salt).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            salt = nanos.to_le_bytes();
+        }
+        salt
+    })
+}
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -88,6 +116,19 @@ impl StoreKey {
     /// The key text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The session's tag for logs (see [`SessionId::log_tag`]): a salted hash of the key's
+    /// id hash, so the tag cannot be matched against keys in Redis.
+    pub fn log_tag(&self) -> String {
+        let start = self.0.len().saturating_sub(HASH_HEX);
+        let hash = self.0.get(start..).unwrap_or(&self.0);
+        let mut hasher = Sha256::new();
+        hasher.update(log_salt());
+        hasher.update(hash.as_bytes());
+        let mut tag = String::with_capacity(8);
+        push_hex(&mut tag, &hasher.finalize()[..4]);
+        tag
     }
 }
 
@@ -128,5 +169,24 @@ mod tests {
         assert_eq!(key.as_str().len(), "dm:session:".len() + 64);
         assert!(!key.as_str().contains(id.as_str()));
         assert!(!format!("{id:?} {id}").contains(id.as_str()));
+    }
+
+    /// The log tag is salted: it is not a piece of the store key's hash, and the id and its
+    /// store key (under any prefix) give the same tag.
+    #[test]
+    fn log_tag_is_a_salted_hash() {
+        let id = SessionId::generate().expect("random");
+        let key = id.store_key("app:");
+        let tag = id.log_tag();
+        assert_eq!(tag.len(), 8);
+        assert!(tag.bytes().all(|b| HEX.contains(&b)), "{tag}");
+        assert_eq!(key.log_tag(), tag);
+        assert_eq!(format!("{id}"), tag);
+        assert_eq!(format!("{id:?}"), format!("SessionId({tag})"));
+        let hash = &key.as_str()["app:session:".len()..];
+        assert!(!hash.contains(&tag), "{tag} is part of {hash}");
+        assert!(!hash.contains(&tag.chars().rev().collect::<String>()));
+        let other = SessionId::generate().expect("random");
+        assert_ne!(other.log_tag(), tag);
     }
 }

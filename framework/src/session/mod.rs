@@ -13,6 +13,8 @@ mod actor;
 mod cookie;
 mod csrf;
 mod flash;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod id;
 mod manager;

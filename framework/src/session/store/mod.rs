@@ -12,6 +12,8 @@ mod memory;
 mod redis;
 
 pub use self::memory::MemoryStore;
+/// For the record-decoding fuzz target (`session::fuzzing`).
+pub(crate) use self::redis::parse_record;
 pub use self::redis::RedisStore;
 
 use std::collections::HashMap;
@@ -60,6 +62,33 @@ impl Delta {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.remove.is_empty()
     }
+}
+
+/// `loaded`, unless a value of its record is not exactly one well-formed MessagePack value
+/// (a truncated or overwritten field): then the record is `Corrupt`, so the session layer
+/// starts a fresh session instead of failing every `get` of that key with a 500. Stores keep
+/// values as opaque bytes; this is the session layer's check, made once per full load.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] naming the first malformed key.
+pub(crate) fn msgpack_values(loaded: Loaded) -> Result<Loaded, StoreError> {
+    if let Loaded::Record(record) = &loaded {
+        if let Some((key, _)) = record.data.iter().find(|(_, v)| !is_one_msgpack_value(v)) {
+            return Err(StoreError::Corrupt(format!(
+                "the value of {key:?} is not MessagePack"
+            )));
+        }
+    }
+    Ok(loaded)
+}
+
+/// Whether `bytes` holds exactly one complete MessagePack value, nothing after it.
+fn is_one_msgpack_value(bytes: &[u8]) -> bool {
+    use serde::Deserialize;
+    let mut rest = bytes;
+    let mut de = rmp_serde::Deserializer::new(&mut rest);
+    serde::de::IgnoredAny::deserialize(&mut de).is_ok() && rest.is_empty()
 }
 
 /// The outcome of a conditional commit.

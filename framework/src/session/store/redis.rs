@@ -219,7 +219,7 @@ fn millis(ttl: Duration) -> u64 {
 }
 
 /// Turns HGETALL's flat array into a record; anything Rondo did not write is `Corrupt`.
-fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
+pub(crate) fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
     fn text(value: &Value) -> Option<&[u8]> {
         match value {
             Value::BulkString(b) => Some(b),
