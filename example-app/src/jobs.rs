@@ -3,7 +3,7 @@
 //! the next request reads them from the session at once.
 
 use rondo::jobs::{Job, JobContext, JobError, Jobs};
-use rondo::{Session, SessionError};
+use rondo::{Session, SessionError, SessionRef};
 
 use crate::settings::ExampleSettings;
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,8 @@ pub const RECOMMENDATIONS: &str = "recommendations";
 /// Fills a session's `recommendations` after a login.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hydrate {
-    /// The session to fill.
-    pub session: String,
+    /// The session to fill: a reference, never the id (the job sits in Redis).
+    pub session: SessionRef,
 }
 
 impl Job for Hydrate {
@@ -64,12 +64,10 @@ pub fn recommendations_for(user: Option<&str>) -> Vec<String> {
 /// The session could not be stored.
 pub async fn hydrate_after_login(session: &Session, jobs: &Jobs) -> Result<(), SessionError> {
     session.persist().await?;
-    let Some(id) = session.id() else {
+    let Some(reference) = session.reference() else {
         return Ok(());
     };
-    let job = Hydrate {
-        session: id.as_str().to_owned(),
-    };
+    let job = Hydrate { session: reference };
     if let Err(err) = jobs.dispatch(&job).await {
         tracing::warn!(error = %err, "hydration job not queued");
     }

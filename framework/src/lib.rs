@@ -53,7 +53,7 @@ pub use middleware::{Middleware, Next};
 pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
-pub use session::{CsrfForm, Session, SessionError, SessionManager};
+pub use session::{CsrfForm, Session, SessionError, SessionManager, SessionRef};
 pub use template::{Template, TemplateError, Templates};
 
 /// Re-exported so applications name the same `http` types the framework uses.

@@ -43,7 +43,7 @@ impl Gates {
 /// Opens its session, waits to be let go, then writes `from-job` with `update`.
 #[derive(Serialize, Deserialize)]
 struct Gate {
-    session: String,
+    session: rondo::SessionRef,
 }
 
 impl Job for Gate {
@@ -185,6 +185,16 @@ async fn a_logout_between_open_and_write_never_recreates_the_session() {
     }
 }
 
+/// Every byte of a Redis answer, nested arrays included.
+fn flatten(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::BulkString(bytes) => out.extend_from_slice(bytes),
+        Value::SimpleString(text) => out.extend_from_slice(text.as_bytes()),
+        Value::Array(items) => items.iter().for_each(|item| flatten(item, out)),
+        _ => {}
+    }
+}
+
 /// A job parked between its `open` and its write while the session is logged out on another
 /// server writes nothing, and the session stays gone.
 #[tokio::test]
@@ -202,8 +212,24 @@ async fn a_job_parked_during_a_logout_writes_nothing() {
         .unwrap();
     assert!(jobs.durable());
     let mut jar = stored_session(&a).await;
-    let session = jar.value.clone().unwrap();
+    let id = jar.value.clone().unwrap();
+    let opened = sessions.open(&id).await.unwrap().expect("the session exists");
+    let session = opened.reference().expect("an existing session has a reference");
+    assert!(!serde_json::to_string(&session).unwrap().contains(&id));
     jobs.dispatch(&Gate { session }).await.unwrap();
+    // What sits in Redis names the session without its id.
+    for key in redis.keys("t:jobs:*").await {
+        let kind: String =
+            redis::from_redis_value(redis.cmd(&["TYPE", key.as_str()]).await).unwrap();
+        if kind == "stream" {
+            let entries = redis.cmd(&["XRANGE", key.as_str(), "-", "+"]).await;
+            let mut raw = Vec::new();
+            flatten(&entries, &mut raw);
+            assert!(!raw.is_empty(), "the job is queued in {key}");
+            let found = raw.windows(id.len()).any(|w| w == id.as_bytes());
+            assert!(!found, "the id is queued in {key}");
+        }
+    }
     tokio::time::timeout(DEADLINE, gates.opened.notified())
         .await
         .expect("the job opened its session");

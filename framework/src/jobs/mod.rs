@@ -48,7 +48,7 @@ use serde::Serialize;
 pub use runtime::{Jobs, JobsBuilder};
 pub use stats::JobStats;
 
-use crate::{Session, SessionError, SessionManager};
+use crate::{Session, SessionError, SessionManager, SessionRef};
 
 /// A kind of background work, queued as its serialized value (MessagePack).
 ///
@@ -64,7 +64,7 @@ use crate::{Session, SessionError, SessionManager};
 ///
 /// #[derive(Serialize, Deserialize)]
 /// struct Greet {
-///     session: String,
+///     session: rondo::SessionRef,
 /// }
 ///
 /// impl Job for Greet {
@@ -159,14 +159,15 @@ impl JobContext {
         &self.sessions
     }
 
-    /// Opens the session `id` through its actor, like [`SessionManager::open`]: `None` when
+    /// Opens the session `reference` names ([`Session::reference`], queued with the job
+    /// instead of the id) through its actor, like [`SessionManager::open_ref`]: `None` when
     /// it no longer exists, which is logged; the job should then end without error.
     ///
     /// # Errors
     ///
     /// The store could not be reached.
-    pub async fn session(&self, id: &str) -> Result<Option<Session>, SessionError> {
-        let session = self.sessions.open(id).await?;
+    pub async fn session(&self, reference: &SessionRef) -> Result<Option<Session>, SessionError> {
+        let session = self.sessions.open_ref(reference).await?;
         if session.is_none() {
             tracing::info!(job = %self.id, "job's session no longer exists; nothing written");
         }

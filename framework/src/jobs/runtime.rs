@@ -152,7 +152,7 @@ impl JobsBuilder {
 /// ```no_run
 /// # use rondo::jobs::{Job, JobContext, JobError};
 /// # #[derive(serde::Serialize, serde::Deserialize)]
-/// # struct Hydrate { session: String }
+/// # struct Hydrate { session: rondo::SessionRef }
 /// # impl Job for Hydrate {
 /// #     const NAME: &'static str = "hydrate";
 /// #     async fn run(self, _ctx: JobContext) -> Result<(), JobError> { Ok(()) }
@@ -164,8 +164,8 @@ impl JobsBuilder {
 /// async fn log_in(session: Session, State(jobs): State<Jobs>) -> Result<&'static str, rondo::SessionError> {
 ///     session.regenerate().await?;
 ///     session.put("user", "ada")?;
-///     if let Some(id) = session.id() {
-///         let job = Hydrate { session: id.as_str().to_owned() };
+///     if let Some(reference) = session.reference() {
+///         let job = Hydrate { session: reference };
 ///         if let Err(err) = jobs.dispatch(&job).await {
 ///             tracing::warn!(error = %err, "hydration not queued");
 ///         }

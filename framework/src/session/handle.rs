@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::actor::{Msg, Op, UpdateFn};
-use super::id::{SessionId, StoreKey};
+use super::id::{SessionId, SessionRef, StoreKey};
 use super::manager::SessionManager;
 use super::registry::ActorRef;
 use super::store::StoreError;
@@ -41,8 +41,11 @@ enum CookieAction {
 
 #[derive(Default)]
 struct State {
-    /// The current id; `None` for a session that does not exist (yet).
+    /// The current id; `None` for a session that does not exist (yet), or one opened by
+    /// reference (background work knows its record, not its id).
     id: Option<SessionId>,
+    /// Where the session lives in the store: derived from `id`, or given by a reference.
+    key: Option<StoreKey>,
     /// The id names a live session (stored, or created on this node).
     exists: bool,
     /// The actor's data as of the first touch; `None` until then.
@@ -140,11 +143,13 @@ fn actor_ended(_: oneshot::error::RecvError) -> SessionError {
 
 impl Session {
     pub(crate) fn new(manager: SessionManager, id: Option<SessionId>, in_request: bool) -> Self {
+        let key = id.as_ref().map(|id| manager.key(id));
         let session = Self {
             inner: Arc::new(Inner {
                 manager,
                 state: Mutex::new(State {
                     id,
+                    key,
                     ..State::default()
                 }),
                 bound: !in_request,
@@ -154,6 +159,32 @@ impl Session {
             crate::scope::defer(SessionFinisher(session.clone()));
         }
         session
+    }
+
+    /// A handle on the session stored at `key`, for work outside requests: it knows the
+    /// record, not the id, and never creates a session.
+    pub(crate) fn by_key(manager: SessionManager, key: StoreKey) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                manager,
+                state: Mutex::new(State {
+                    key: Some(key),
+                    ..State::default()
+                }),
+                bound: true,
+            }),
+        }
+    }
+
+    /// A reference to this session for background work ([`SessionManager::open_ref`]): it
+    /// names the stored record, not the id, so it can be queued or logged without handing
+    /// out the client's credential. `None` while the session does not exist.
+    pub fn reference(&self) -> Option<SessionRef> {
+        let state = self.inner.state.lock();
+        if !state.exists {
+            return None;
+        }
+        state.key.as_ref().map(SessionRef::of)
     }
 
     /// The session id, once the session is known to exist: after its first read, or after
@@ -208,7 +239,7 @@ impl Session {
     pub fn remove(&self, key: &str) -> Result<(), SessionError> {
         let key = user_key(key)?;
         let mut state = self.inner.state.lock();
-        if state.id.is_none() && state.opened.is_some() {
+        if state.key.is_none() && state.opened.is_some() {
             // Removing from a session that does not exist changes nothing.
             return Ok(());
         }
@@ -310,7 +341,7 @@ impl Session {
         let unstored = {
             let mut state = self.inner.state.lock();
             if !state.exists {
-                state.id = None;
+                state.forget_id();
                 self.create_if_new(&mut state)?;
             }
             state.unstored.clone()
@@ -384,6 +415,7 @@ impl Session {
                 let shared = &self.inner.manager.shared;
                 state.actor = Some((new_key.clone(), shared.actor(&new_key, false)));
                 state.id = Some(new_id);
+                state.key = Some(new_key);
                 state.cookie = Some(CookieAction::Set);
                 Ok(())
             }
@@ -402,9 +434,8 @@ impl Session {
     ///
     /// The store could not be reached.
     pub async fn destroy(&self) -> Result<(), SessionError> {
-        let id = self.inner.state.lock().id.clone();
-        if let Some(id) = id {
-            let key = self.inner.manager.key(&id);
+        let key = self.inner.state.lock().key.clone();
+        if let Some(key) = key {
             let actor = self.actor_for(&key);
             let (reply, answer) = oneshot::channel();
             self.send(&key, &actor, Msg::Destroy { reply }).await?;
@@ -467,14 +498,16 @@ impl Session {
     /// `destroy`) creates the session now, so `id()` and later writes see it. A handle opened
     /// by id never creates one: its session ended, and the write fails with `Gone`.
     fn create_if_new(&self, state: &mut State) -> Result<(), SessionError> {
-        if state.id.is_some() {
+        if state.key.is_some() {
             return Ok(());
         }
         if self.inner.bound {
             return Err(SessionError::Gone);
         }
         let id = SessionId::generate().map_err(|e| SessionError::Random(e.to_string()))?;
-        state.unstored = Some(self.inner.manager.key(&id));
+        let key = self.inner.manager.key(&id);
+        state.unstored = Some(key.clone());
+        state.key = Some(key);
         state.id = Some(id);
         state.exists = true;
         state.opened.get_or_insert_with(Arc::default);
@@ -521,15 +554,15 @@ impl Session {
     /// `revalidate`: the caller reads, so the data must be current on every server (the actor
     /// checks the stored version); writers pass `false` and may get the actor's warm copy.
     async fn open(&self, revalidate: bool) -> Result<Arc<HashMap<String, Bytes>>, SessionError> {
-        let id = {
+        let key = {
             let mut state = self.inner.state.lock();
             if let Some(data) = &state.opened {
                 if state.validated || !revalidate {
                     return Ok(data.clone());
                 }
             }
-            match state.id.clone() {
-                Some(id) if state.unstored.is_none() => id,
+            match state.key.clone() {
+                Some(key) if state.unstored.is_none() => key,
                 _ => {
                     // No session, or one created by this handle: nothing to load.
                     let data = state.opened.get_or_insert_with(Arc::default).clone();
@@ -538,7 +571,6 @@ impl Session {
                 }
             }
         };
-        let key = self.inner.manager.key(&id);
         let shared = &self.inner.manager.shared;
         // With client-side caching, a copy no write has touched since it was checked is
         // current: no round trip. Otherwise note the state before checking, so that the
@@ -605,8 +637,8 @@ impl Session {
                 Ok(snapshot.data)
             }
             None => {
-                tracing::debug!(session = %id, "unknown session id refused");
-                state.id = None;
+                tracing::debug!(session = %key.log_tag(), "unknown session id refused");
+                state.forget_id();
                 state.actor = None;
                 state.exists = false;
                 state.validated = true;
@@ -653,7 +685,7 @@ impl Session {
         self.open(false).await?;
         let mut state = self.inner.state.lock();
         if !state.exists {
-            state.id = None;
+            state.forget_id();
             self.create_if_new(&mut state)?;
         }
         if let Some(actor) = &state.actor {
@@ -662,12 +694,7 @@ impl Session {
         // A session created here and not stored yet starts its actor from an empty record.
         let (key, fresh) = match state.unstored.take() {
             Some(key) => (key, true),
-            None => (
-                self.inner
-                    .manager
-                    .key(state.id.as_ref().ok_or(SessionError::Gone)?),
-                false,
-            ),
+            None => (state.key.clone().ok_or(SessionError::Gone)?, false),
         };
         let actor = self.inner.manager.shared.actor(&key, fresh);
         state.actor = Some((key.clone(), actor.clone()));
@@ -801,6 +828,12 @@ impl Session {
 
 impl State {
     /// Back to "no session": after destroy, or when the session ended elsewhere.
+    /// The session has no identity any more (it does not exist).
+    fn forget_id(&mut self) {
+        self.id = None;
+        self.key = None;
+    }
+
     fn reset(&mut self) {
         let cookie = self.cookie;
         *self = State {

@@ -108,6 +108,31 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// A session named by its stored record instead of its id, for background work: a job
+/// queued in Redis carries this, never the id (which is the client's credential).
+///
+/// It serializes as the 64 hex digits of the id's SHA-256, the same hash the store key ends
+/// in; it cannot be turned back into an id, so it cannot be used as a cookie.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SessionRef(String);
+
+impl SessionRef {
+    /// The reference of the session stored at `key`.
+    pub(crate) fn of(key: &StoreKey) -> Self {
+        let start = key.0.len().saturating_sub(HASH_HEX);
+        Self(key.0.get(start..).unwrap_or_default().to_owned())
+    }
+
+    /// The store key under `prefix`, if this is a well-formed reference (64 lowercase hex
+    /// digits; anything else came from outside and names nothing).
+    pub(crate) fn store_key(&self, prefix: &str) -> Option<StoreKey> {
+        let valid = self.0.len() == HASH_HEX
+            && self.0.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| StoreKey(format!("{prefix}session:{}", self.0)))
+    }
+}
+
 /// Where a session lives in the store: derived from the id, never the id itself.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct StoreKey(String);

@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use super::actor::Msg;
 use super::cookie::CookieSettings;
 use super::handle::Session;
-use super::id::{SessionId, StoreKey};
+use super::id::{SessionId, SessionRef, StoreKey};
 use super::registry::{ActorRef, Registry};
 use super::stats::SessionStats;
 use super::store::{MemoryStore, RedisStore, SessionStore};
@@ -355,6 +355,22 @@ impl SessionManager {
             return Ok(None);
         };
         let session = Session::new(self.clone(), Some(id), false);
+        Ok(session.exists().await?.then_some(session))
+    }
+
+    /// Opens a session from a [`SessionRef`] ([`Session::reference`]), like
+    /// [`SessionManager::open`] but without the id: the way background jobs reach a
+    /// session, since a queued job must not carry the client's credential. `None` when the
+    /// session no longer exists (or the reference is malformed).
+    ///
+    /// # Errors
+    ///
+    /// The store could not be reached.
+    pub async fn open_ref(&self, reference: &SessionRef) -> Result<Option<Session>, SessionError> {
+        let Some(key) = reference.store_key(&self.shared.settings.prefix) else {
+            return Ok(None);
+        };
+        let session = Session::by_key(self.clone(), key);
         Ok(session.exists().await?.then_some(session))
     }
 

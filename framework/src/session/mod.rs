@@ -25,7 +25,7 @@ mod tracking;
 
 pub use csrf::CsrfForm;
 pub use handle::Session;
-pub use id::{SessionId, StoreKey};
+pub use id::{SessionId, SessionRef, StoreKey};
 pub use manager::SessionManager;
 
 use http::StatusCode;
