@@ -11,23 +11,30 @@ use std::time::{Duration, Instant};
 
 use common::{get, post_json, redis_cli, start_redis, Guard};
 
-/// Starts example-app on `redis_port` with `RUST_LOG=trace`; returns the process, its address
-/// and every log line it writes (collected by a thread).
-fn start_logging_app(redis_port: u16) -> (Guard, String, Arc<Mutex<Vec<String>>>) {
+/// Starts example-app on `redis_port` with `app` as its `[app]` section and `RUST_LOG` set to
+/// `rust_log` (or unset); returns the process, its address and every log line it writes
+/// (collected by a thread).
+fn start_logging_app(
+    redis_port: u16,
+    app: &str,
+    rust_log: Option<&str>,
+) -> (Guard, String, Arc<Mutex<Vec<String>>>) {
     let config = std::env::temp_dir().join(format!("rondo-logs-{redis_port}.ini"));
     std::fs::write(
         &config,
         format!(
-            "[http]\nport = 0\n[session]\nstore = redis\n[redis]\ndefault[port] = {redis_port}\n\
-             default[prefix] = t:\n"
+            "[app]\n{app}\n[http]\nport = 0\n[session]\nstore = redis\n[redis]\n\
+             default[port] = {redis_port}\ndefault[prefix] = t:\n"
         ),
     )
     .expect("write config");
-    let mut app = Command::new(env!("CARGO_BIN_EXE_example-app"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_example-app"));
+    command.arg("--config").arg(&config).env("NO_COLOR", "1");
+    match rust_log {
+        Some(filter) => command.env("RUST_LOG", filter),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let mut app = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -48,8 +55,15 @@ fn start_logging_app(redis_port: u16) -> (Guard, String, Arc<Mutex<Vec<String>>>
     let started = Instant::now();
     let addr = loop {
         let found = lines.lock().expect("lock").iter().find_map(|line| {
-            let at = line.find("address=")?;
-            line[at + 8..].split_whitespace().next().map(str::to_owned)
+            let (at, skip) = match line.find("address=") {
+                Some(at) => (at, 8),
+                None => (line.find("\"address\":\"")?, 11),
+            };
+            let rest = &line[at + skip..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '"')
+                .unwrap_or(rest.len());
+            Some(rest[..end].to_owned())
         });
         if let Some(addr) = found {
             break addr;
@@ -69,7 +83,7 @@ fn start_logging_app(redis_port: u16) -> (Guard, String, Arc<Mutex<Vec<String>>>
 #[test]
 fn session_ids_and_store_keys_never_reach_the_logs() {
     let (_redis, redis_port) = start_redis();
-    let (_app, addr, lines) = start_logging_app(redis_port);
+    let (_app, addr, lines) = start_logging_app(redis_port, "", Some("trace"));
 
     let mut secrets = Vec::new();
     let (status, first) = get(&addr, "/bench/counter", None);
@@ -134,4 +148,55 @@ fn session_ids_and_store_keys_never_reach_the_logs() {
         }
     }
     assert!(tagged >= 2, "expected lines naming sessions: {lines:#?}");
+}
+
+/// `[app] log_format = json` with `log_level = debug` (no `RUST_LOG`): every line is a JSON
+/// object, and each request ends with one event carrying method, path, route pattern, status
+/// and latency, inside a `request` span whose `session` field is an 8-digit tag, not the id.
+#[test]
+fn json_logs_carry_one_event_per_request() {
+    let (_redis, redis_port) = start_redis();
+    let (_app, addr, lines) =
+        start_logging_app(redis_port, "log_format = json\nlog_level = debug", None);
+    let (status, cookie) = get(&addr, "/bench/counter", None);
+    assert_eq!(status, 200);
+    let cookie = cookie.expect("a new session sets its cookie");
+    assert_eq!(get(&addr, "/bench/read", Some(&cookie)).0, 200);
+    assert_eq!(get(&addr, "/no/such/page", None).0, 404);
+
+    let started = Instant::now();
+    let events = loop {
+        let events: Vec<serde_json::Value> = lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .filter(|event: &serde_json::Value| event["fields"]["message"] == "request")
+            .collect();
+        if events.len() >= 3 || started.elapsed() > Duration::from_secs(5) {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let read = events
+        .iter()
+        .find(|e| e["fields"]["path"] == "/bench/read")
+        .expect("the read is logged");
+    assert_eq!(read["level"], "DEBUG");
+    assert_eq!(read["fields"]["method"], "GET");
+    assert_eq!(read["fields"]["route"], "/bench/read");
+    assert_eq!(read["fields"]["status"], 200);
+    assert!(read["fields"]["micros"].as_u64().is_some(), "{read}");
+    let tag = read["span"]["session"].as_str().expect("a session tag");
+    assert_eq!(tag.len(), 8, "{read}");
+    assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{read}");
+    assert!(!cookie.contains(tag), "{read}");
+    let missing = events
+        .iter()
+        .find(|e| e["fields"]["path"] == "/no/such/page")
+        .expect("the 404 is logged");
+    assert_eq!(missing["level"], "INFO");
+    assert_eq!(missing["fields"]["route"], "(unmatched)");
+    assert_eq!(missing["fields"]["status"], 404);
 }

@@ -213,8 +213,14 @@ async fn a_job_parked_during_a_logout_writes_nothing() {
     assert!(jobs.durable());
     let mut jar = stored_session(&a).await;
     let id = jar.value.clone().unwrap();
-    let opened = sessions.open(&id).await.unwrap().expect("the session exists");
-    let session = opened.reference().expect("an existing session has a reference");
+    let opened = sessions
+        .open(&id)
+        .await
+        .unwrap()
+        .expect("the session exists");
+    let session = opened
+        .reference()
+        .expect("an existing session has a reference");
     assert!(!serde_json::to_string(&session).unwrap().contains(&id));
     jobs.dispatch(&Gate { session }).await.unwrap();
     // What sits in Redis names the session without its id.

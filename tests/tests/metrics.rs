@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use rondo::{App, Session, SessionError, SessionManager};
@@ -227,4 +228,59 @@ async fn job_counters_follow_a_login() {
     assert_eq!(count("rondo_jobs_succeeded_total"), 1.0);
     assert_eq!(count("rondo_jobs_failed_total"), 0.0);
     assert_eq!(after["rondo_jobs_running"], 0.0);
+}
+
+/// Redis killed under a warm pool: the next session request gets 503, and the pool's series
+/// show it: the command on the dead connection counted as dropped, the check-out of a
+/// replacement as timed out, and no connection left checked out. Once Redis is back, the
+/// pool opens a new connection (counted as created) and session routes answer again.
+#[tokio::test]
+async fn pool_metrics_follow_a_redis_outage() {
+    let mut redis = RedisServer::start().await;
+    let server = start_example(example_config(
+        redis.port(),
+        "[session]\nread_check = version",
+    ))
+    .await;
+    let mut jar = Jar::default();
+    assert_eq!(jar.get(&server, "/bench/counter").await.body, "1");
+    let before = scrape(&server).await;
+
+    redis.kill();
+    let started = Instant::now();
+    let response = jar.get(&server, "/bench/read").await;
+    assert_eq!(
+        response.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        response.body
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let after = scrape(&server).await;
+    let count = |series: &str| delta(&before, &after, series);
+    let pool = |name: &str| format!("rondo_redis_{name}{{pool=\"default\"}}");
+    assert!(
+        count(&pool("command_failures_dropped_total")) >= 1.0,
+        "{after:#?}"
+    );
+    assert!(count(&pool("checkout_timeouts_total")) >= 1.0, "{after:#?}");
+    assert!(
+        count(&pool("checkout_wait_seconds_total")) > 0.5,
+        "{after:#?}"
+    );
+    assert_eq!(after[&pool("connections_in_use")], 0.0);
+    assert!(
+        count(r#"rondo_http_requests_total{method="GET",route="/bench/read",status="503"}"#) == 1.0
+    );
+
+    redis.restart().await;
+    let created = after[&pool("connections_created_total")];
+    rondo_tests::eventually(
+        "session routes answer again",
+        Duration::from_secs(5),
+        || async { (server.get("/bench/new").await.status == StatusCode::OK).then_some(()) },
+    )
+    .await;
+    let recovered = scrape(&server).await;
+    assert!(recovered[&pool("connections_created_total")] > created);
 }

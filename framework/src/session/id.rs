@@ -128,7 +128,10 @@ impl SessionRef {
     /// digits; anything else came from outside and names nothing).
     pub(crate) fn store_key(&self, prefix: &str) -> Option<StoreKey> {
         let valid = self.0.len() == HASH_HEX
-            && self.0.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && self
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         valid.then(|| StoreKey(format!("{prefix}session:{}", self.0)))
     }
 }
