@@ -11,6 +11,7 @@
 //!
 //! - [`config`]: `config.ini` (Resonance's format) into a typed [`Config`].
 //! - [`server`]: accept loop, connection tasks, limits, timeouts, graceful shutdown.
+//! - `connections`: each connection's request-head deadline and graceful close.
 //! - [`app`]: the [`App`] builder: routes, state, middleware, shutdown hooks.
 //! - `routing`: method + path pattern to controller; 404, 405, HEAD.
 //! - [`handler`]: async functions as controllers.
@@ -30,6 +31,7 @@
 pub mod app;
 pub mod body;
 pub mod config;
+mod connections;
 pub mod extract;
 pub mod handler;
 pub mod jobs;

@@ -11,16 +11,19 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
+use crate::app::AppContext;
 use crate::config::HttpConfig;
+use crate::connections::{Armed, Connections, Slot};
 use crate::{App, Body};
 
 /// hyper does not accept a read buffer smaller than this.
@@ -65,7 +68,10 @@ pub async fn serve(
     let (context, hooks) = app.into_context();
     let http = context.config().http.clone();
     let builders = Builders::new(&http);
-    let graceful = GracefulShutdown::new();
+    let connections = Connections::new(http.header_read_timeout);
+    let sweeper = CancellationToken::new();
+    tokio::spawn(connections.sweep(sweeper.clone()));
+    let _stop_sweeper = sweeper.drop_guard();
     tracing::info!(address = %local, "listening");
 
     tokio::pin!(shutdown);
@@ -91,37 +97,33 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let context = context.clone();
         let builders = builders.clone();
-        let watcher = graceful.watcher();
-        let (sniff, header_timeout) = (http.http2, http.header_read_timeout);
+        // The slot's head deadline runs from now: it bounds the protocol sniffing too, so
+        // a client that connects and stays silent does not hold a task for long.
+        let slot = connections.open();
+        let sniff = http.http2;
         tokio::spawn(async move {
-            // hyper's header-read timeout starts with HTTP/1; the sniffing before it is bounded
-            // here, so a client that connects and stays silent does not hold a task forever.
             let protocol = if sniff {
-                match tokio::time::timeout(header_timeout, sniff_protocol(&stream)).await {
-                    Ok(Some(protocol)) => protocol,
-                    Ok(None) | Err(_) => return,
+                match slot.guard(sniff_protocol(&stream)).await {
+                    Some(Some(protocol)) => protocol,
+                    Some(None) | None => return,
                 }
             } else {
                 Protocol::Http1
             };
-            let service = service_fn(move |req: hyper::Request<Incoming>| {
-                let context = context.clone();
-                async move { Ok::<_, Infallible>(context.dispatch(req.map(Body::from)).await) }
-            });
             let io = TokioIo::new(stream);
             let result = match protocol {
                 Protocol::Http1 => {
-                    watcher
-                        .watch(builders.http1.serve_connection(io, service))
-                        .await
+                    let service = service(context, Some(slot.clone()));
+                    let conn = builders.http1.serve_connection(io, service);
+                    slot.supervise(conn, |c| c.graceful_shutdown()).await
                 }
                 Protocol::Http2 => {
-                    watcher
-                        .watch(builders.http2.serve_connection(io, service))
-                        .await
+                    slot.busy();
+                    let conn = builders.http2.serve_connection(io, service(context, None));
+                    slot.supervise(conn, |c| c.graceful_shutdown()).await
                 }
             };
-            if let Err(err) = result {
+            if let Some(Err(err)) = result {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
@@ -130,7 +132,8 @@ pub async fn serve(
     drop(listener);
     let deadline = Instant::now() + http.shutdown_timeout;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
-    if tokio::time::timeout_at(deadline.into(), graceful.shutdown())
+    connections.drain();
+    if tokio::time::timeout_at(deadline.into(), connections.drained())
         .await
         .is_err()
     {
@@ -144,6 +147,32 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The hyper service of one connection: each request is dispatched to the app. On HTTP/1
+/// (`slot` given) a request's arrival lifts the connection's head deadline, and its
+/// response, once sent, sets it again for the next request.
+fn service(
+    context: AppContext,
+    slot: Option<Arc<Slot>>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = hyper::Response<Armed>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<hyper::Response<Armed>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req: hyper::Request<Incoming>| {
+        if let Some(slot) = &slot {
+            slot.busy();
+        }
+        let context = context.clone();
+        let slot = slot.clone();
+        let req = req.map(Body::from);
+        async move {
+            let response = context.dispatch(req).await;
+            Ok::<_, Infallible>(response.map(|body| Armed { body, slot }))
+        }
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -176,11 +205,10 @@ struct Builders {
 
 impl Builders {
     fn new(http: &HttpConfig) -> Self {
+        // No timer and no `header_read_timeout`: hyper would arm a timer on every request
+        // for it; the connection's slot (connections.rs) bounds the wait for heads instead.
         let mut http1 = http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(http.header_read_timeout)
-            .max_buf_size(http.max_header_bytes.max(MIN_BUF_SIZE));
+        http1.max_buf_size(http.max_header_bytes.max(MIN_BUF_SIZE));
         // hyper parses into a stack array of its default size, but initialises a buffer of
         // the configured size on every request once one is set: set it only when it differs.
         if http.max_headers != HYPER_DEFAULT_MAX_HEADERS {
