@@ -3,7 +3,10 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -14,7 +17,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, HttpConfig};
 use crate::handler::{self, BoxFuture, Handler};
-use crate::metrics::{HttpMetrics, RouteLabel};
+use crate::metrics::{HttpMetrics, RouteSeries};
 use crate::middleware::{Middleware, Next};
 use crate::respond::{ErrorPage, RequestHead, Responder};
 use crate::routing::{Found, RouteError, Router};
@@ -240,6 +243,7 @@ impl App {
             middleware: self.middleware,
             limits,
             http_metrics,
+            unmatched: RouteSeries::unmatched(),
         };
         let mut hooks = self.drain_hooks;
         hooks.extend(self.shutdown_hooks);
@@ -268,6 +272,8 @@ struct AppInner {
     limits: Limits,
     /// `None` when `[app] metrics_path` is empty: nothing is recorded.
     http_metrics: Option<HttpMetrics>,
+    /// The series of requests that matched no route.
+    unmatched: RouteSeries,
 }
 
 /// A shared handle to the built application; cheap to clone (one `Arc`).
@@ -324,21 +330,23 @@ impl AppContext {
             session = tracing::field::Empty,
         );
         let (response, route) = if self.0.middleware.is_empty() {
-            self.route_matched(req).instrument(span.clone()).await
+            let (routed, route) = self.start(req);
+            (self.finish(routed).instrument(span.clone()).await, route)
         } else {
-            let route = self.0.router.pattern(uri.path()).cloned();
-            (
-                self.clone().chain(req).instrument(span.clone()).await,
-                route,
-            )
+            let route = self.0.router.pattern(uri.path());
+            // Boxed: the chain holds a whole routing step of its own, and inline it would
+            // double the size of every request's future (which hyper moves into place).
+            let chain: BoxFuture<'_, Response> = Box::pin(self.clone().chain(req));
+            (chain.instrument(span.clone()).await, route)
         };
-        let route = route.map_or_else(RouteLabel::unmatched, RouteLabel);
+        let route = route.unwrap_or(&self.0.unmatched);
+        let took = started.elapsed();
         if let Some(metrics) = &self.0.http_metrics {
-            metrics.observe(&method, &route, response.status(), started.elapsed());
+            metrics.observe(&method, route, response.status(), took);
         }
-        span.record("route", &*route.0);
+        span.record("route", route.pattern());
         let _entered = span.enter();
-        log_request(&method, &uri, &route.0, response.status(), started);
+        log_request(&method, &uri, route.pattern(), response.status(), took);
         response
     }
 
@@ -358,18 +366,23 @@ impl AppContext {
 
     /// Routing and the controller, inside the request scope and the request timeout.
     pub(crate) async fn route(&self, req: Request) -> Response {
-        self.route_matched(req).await.0
+        let (routed, _) = self.start(req);
+        self.finish(routed).await
     }
 
-    /// [`AppContext::route`], also answering the route pattern that matched.
-    async fn route_matched(&self, mut req: Request) -> (Response, Option<Arc<str>>) {
+    /// Routes `req` and starts its controller (a future, not yet polled), or answers at
+    /// once (404, 405); with the route's metric series when one matched. Routing is not
+    /// part of the awaited future, which keeps that future small: hyper moves it into place
+    /// on every request.
+    fn start(&self, mut req: Request) -> (Routed, Option<&RouteSeries>) {
         let head = RequestHead::new(req.method(), req.headers());
-        let (handler, pattern) = match self.0.router.find(req.method(), req.uri().path()) {
-            Found::Handler(handler, pattern, params) => {
+        match self.0.router.find(req.method(), req.uri().path()) {
+            Found::Handler(handler, series, params) => {
                 if !params.as_slice().is_empty() {
                     req.extensions_mut().insert(params);
                 }
-                (handler, pattern.clone())
+                let controller = handler(req, self, head.clone());
+                (Routed::Controller(controller, head), Some(series))
             }
             Found::MethodNotAllowed(allow) => {
                 let allow = http::HeaderValue::from_str(allow)
@@ -377,46 +390,96 @@ impl AppContext {
                 let response = ErrorPage::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                     .header(http::header::ALLOW, allow)
                     .respond(&head);
-                return (response, None);
+                (Routed::Answer(response), None)
             }
             Found::NotFound => {
                 let response = ErrorPage::new(StatusCode::NOT_FOUND, "not found").respond(&head);
-                return (response, None);
+                (Routed::Answer(response), None)
+            }
+        }
+    }
+
+    /// Runs a started controller within the request timeout; a panic becomes a 500.
+    fn finish(&self, routed: Routed) -> Finish {
+        Finish {
+            routed: Some(routed),
+            limit: self.0.limits.request_timeout,
+            timer: None,
+        }
+    }
+}
+
+/// The future of a started controller (see [`AppContext::finish`]): a hand-written future
+/// rather than an `async fn`, so that its state is a few pointers instead of several copies
+/// of a response, and the timer is armed (and boxed) only for a controller that does not
+/// answer on its first poll.
+struct Finish {
+    /// `None` once it has answered.
+    routed: Option<Routed>,
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Future for Finish {
+    type Output = Response;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = &mut *self;
+        let (controller, head) = match &mut this.routed {
+            Some(Routed::Controller(controller, head)) => (controller, head),
+            answered => {
+                return match answered.take() {
+                    Some(Routed::Answer(response)) => Poll::Ready(response),
+                    // Polled again after it answered: nothing more will come.
+                    _ => Poll::Pending,
+                };
             }
         };
-        let controller = handler(req, self, head.clone());
-        let guarded = std::panic::AssertUnwindSafe(controller).catch_unwind();
         // A controller that panicked or ran out of time is dropped with its request scope:
         // what it deferred (a session's half-made changes) is discarded, not persisted.
-        let response = match tokio::time::timeout(self.0.limits.request_timeout, guarded).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(_panic)) => {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            controller.as_mut().poll(cx)
+        }));
+        let answer = match polled {
+            Ok(Poll::Ready(response)) => response,
+            Ok(Poll::Pending) => {
+                let limit = this.limit;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                ErrorPage::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
+                    .retry_after(1)
+                    .respond(head)
+            }
+            Err(_panic) => {
                 tracing::error!("controller panicked");
                 ErrorPage::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
-                    .respond(&head)
+                    .respond(head)
             }
-            Err(_elapsed) => ErrorPage::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
-                .retry_after(1)
-                .respond(&head),
         };
-        (response, Some(pattern))
+        this.routed = None;
+        Poll::Ready(answer)
     }
+}
+
+/// A routed request: its controller's future (with the head for error answers), or the
+/// answer when no controller runs.
+enum Routed {
+    Controller(BoxFuture<'static, Response>, RequestHead),
+    Answer(Response),
 }
 
 /// Logs one request through `tracing`: method, path, route pattern, status and latency.
 ///
 /// Successful requests are logged at `debug` (a log line per request would cost more than
 /// the request at benchmark rates), client errors at `info`, server errors at `warn`.
-fn log_request(
-    method: &Method,
-    uri: &http::Uri,
-    route: &str,
-    status: StatusCode,
-    started: Instant,
-) {
+fn log_request(method: &Method, uri: &http::Uri, route: &str, status: StatusCode, took: Duration) {
     let status = status.as_u16();
     let path = uri.path();
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     if status >= 500 {
         tracing::warn!(%method, path, route, status, micros, "request");
     } else if status >= 400 {

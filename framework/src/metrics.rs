@@ -8,12 +8,13 @@
 //! (default `/metrics`) serves the registry in the Prometheus text format; an empty
 //! `metrics_path` turns the endpoint and the per-request recording off.
 //!
-//! Recording a request costs one lookup in a read-locked map and two atomic updates: the
-//! labels are a static method name, the route *pattern* (never the raw path, which would let
-//! clients create series at will) and the status.
+//! The labels of a request are a static method name, the route *pattern* (never the raw
+//! path, which would let clients create series at will) and the status. Each route keeps the
+//! series it has used ([`RouteSeries`]), so recording a request costs a counter increment
+//! and a histogram update, with no hashing of labels.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{header, Method, StatusCode};
@@ -33,12 +34,6 @@ const UNMATCHED: &str = "(unmatched)";
 /// A route pattern as a label value, shared with the router (no allocation per request).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub(crate) struct RouteLabel(pub(crate) Arc<str>);
-
-impl RouteLabel {
-    pub(crate) fn unmatched() -> Self {
-        Self(Arc::from(UNMATCHED))
-    }
-}
 
 impl EncodeLabelValue for RouteLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -62,6 +57,46 @@ struct RouteLabels {
 /// A histogram of durations in seconds, from 100 µs to about 3 s.
 pub(crate) fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Methods with a label of their own (the last one, `other`, stands for every custom method).
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "other",
+];
+/// Statuses a route keeps its counters for; further ones go through the family's map.
+const STATUSES_PER_ROUTE: usize = 6;
+
+/// The series one route pattern has used, resolved on its first request with each method and
+/// status and kept, so that later requests skip the family's map (a lock and a label hash).
+pub(crate) struct RouteSeries {
+    label: RouteLabel,
+    by_method: [OnceLock<MethodSeries>; METHODS.len()],
+}
+
+struct MethodSeries {
+    duration: Histogram,
+    /// `(status, its counter)`, filled in the order statuses first occur.
+    statuses: [OnceLock<(u16, Counter)>; STATUSES_PER_ROUTE],
+}
+
+impl RouteSeries {
+    /// The series of `pattern`.
+    pub(crate) fn new(pattern: Arc<str>) -> Self {
+        Self {
+            label: RouteLabel(pattern),
+            by_method: Default::default(),
+        }
+    }
+
+    /// The series of requests that matched no route (404, 405).
+    pub(crate) fn unmatched() -> Self {
+        Self::new(Arc::from(UNMATCHED))
+    }
+
+    /// The route pattern.
+    pub(crate) fn pattern(&self) -> &str {
+        &self.label.0
+    }
 }
 
 /// The request metrics the framework records itself.
@@ -93,44 +128,59 @@ impl HttpMetrics {
         }
     }
 
-    /// Records one answered request.
+    /// Records one answered request of `route`.
     pub(crate) fn observe(
         &self,
         method: &Method,
-        route: &RouteLabel,
+        route: &RouteSeries,
         status: StatusCode,
         took: Duration,
     ) {
-        let method = method_label(method);
-        self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                route: route.clone(),
-                status: status.as_u16(),
-            })
-            .inc();
-        self.durations
-            .get_or_create(&RouteLabels {
-                method,
-                route: route.clone(),
-            })
-            .observe(took.as_secs_f64());
+        let index = method_index(method);
+        let method = METHODS[index];
+        let series = route.by_method[index].get_or_init(|| MethodSeries {
+            duration: self
+                .durations
+                .get_or_create(&RouteLabels {
+                    method,
+                    route: route.label.clone(),
+                })
+                .clone(),
+            statuses: Default::default(),
+        });
+        series.duration.observe(took.as_secs_f64());
+        let status = status.as_u16();
+        let labels = || RequestLabels {
+            method,
+            route: route.label.clone(),
+            status,
+        };
+        for slot in &series.statuses {
+            let (seen, counter) =
+                slot.get_or_init(|| (status, self.requests.get_or_create(&labels()).clone()));
+            if *seen == status {
+                counter.inc();
+                return;
+            }
+        }
+        self.requests.get_or_create(&labels()).inc();
     }
 }
 
-/// A static label for `method`: custom methods are one series, not one per name.
-fn method_label(method: &Method) -> &'static str {
+/// The index of `method`'s label in [`METHODS`]: custom methods are one series, not one per
+/// name.
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "other",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
     }
 }
 
@@ -171,7 +221,15 @@ mod tests {
     fn requests_are_counted_by_pattern_and_status() {
         let mut registry = Registry::default();
         let http = HttpMetrics::register(&mut registry);
-        let route = RouteLabel(Arc::from("/users/{id}"));
+        let route = RouteSeries::new(Arc::from("/users/{id}"));
+        for status in [200, 200, 200, 201, 202, 203, 204, 205, 206, 206] {
+            http.observe(
+                &Method::POST,
+                &route,
+                StatusCode::from_u16(status).expect("a status"),
+                Duration::from_millis(1),
+            );
+        }
         for _ in 0..3 {
             http.observe(
                 &Method::GET,
@@ -182,7 +240,7 @@ mod tests {
         }
         http.observe(
             &Method::from_bytes(b"BREW").expect("valid"),
-            &RouteLabel::unmatched(),
+            &RouteSeries::unmatched(),
             StatusCode::NOT_FOUND,
             Duration::from_micros(50),
         );
@@ -206,5 +264,12 @@ mod tests {
             ),
             "{text}"
         );
+        // More statuses on one route than it keeps counters for still count exactly.
+        for (status, count) in [(200, 3), (201, 1), (205, 1), (206, 2)] {
+            let line = format!(
+                r#"rondo_http_requests_total{{method="POST",route="/users/{{id}}",status="{status}"}} {count}"#
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::handler::BoxedHandler;
+use crate::metrics::RouteSeries;
 
 /// Path parameters of the matched route, percent-decoded, in pattern order.
 #[derive(Debug, Clone, Default)]
@@ -68,8 +69,8 @@ pub struct RouteError(String);
 /// What the router found for a request.
 #[allow(clippy::enum_variant_names)] // NotFound reads better than Missing here
 pub(crate) enum Found<'a> {
-    /// A handler, with the route pattern and decoded parameters.
-    Handler(&'a BoxedHandler, &'a Arc<str>, PathParams),
+    /// A handler, with the route's metric series (and pattern) and decoded parameters.
+    Handler(&'a BoxedHandler, &'a RouteSeries, PathParams),
     /// The path exists, the method does not: the `Allow` value.
     MethodNotAllowed(&'a str),
     /// No route; or a parameter that is not valid percent-encoded UTF-8.
@@ -80,9 +81,8 @@ pub(crate) enum Found<'a> {
 #[derive(Default)]
 pub(crate) struct Router {
     paths: matchit::Router<usize>,
-    /// Patterns are shared (`Arc<str>`) so that metrics can label requests with them
-    /// without copying.
-    routes: Vec<(Arc<str>, MethodRoutes)>,
+    /// Each pattern with its metric series (which label requests with the pattern).
+    routes: Vec<(RouteSeries, MethodRoutes)>,
 }
 
 impl Router {
@@ -92,15 +92,17 @@ impl Router {
         pattern: &str,
         handler: BoxedHandler,
     ) -> Result<(), RouteError> {
-        let index = match self.routes.iter().position(|(p, _)| &**p == pattern) {
+        let index = match self.routes.iter().position(|(p, _)| p.pattern() == pattern) {
             Some(index) => index,
             None => {
                 let index = self.routes.len();
                 self.paths
                     .insert(pattern, index)
                     .map_err(|e| RouteError(format!("{pattern}: {e}")))?;
-                self.routes
-                    .push((Arc::from(pattern), MethodRoutes::default()));
+                self.routes.push((
+                    RouteSeries::new(Arc::from(pattern)),
+                    MethodRoutes::default(),
+                ));
                 index
             }
         };
@@ -110,8 +112,8 @@ impl Router {
             .map_err(|e| RouteError(format!("{pattern}: {}", e.0)))
     }
 
-    /// The pattern `path` matches, whatever the method.
-    pub(crate) fn pattern(&self, path: &str) -> Option<&Arc<str>> {
+    /// The route `path` matches, whatever the method.
+    pub(crate) fn pattern(&self, path: &str) -> Option<&RouteSeries> {
         let matched = self.paths.at(path).ok()?;
         self.routes.get(*matched.value).map(|(pattern, _)| pattern)
     }
