@@ -23,11 +23,11 @@
 mod resp;
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -89,10 +89,16 @@ pub(crate) struct Tracking {
     epoch: AtomicU64,
     /// The connection and its unparsed input; a short lock, never held across an await.
     link: Mutex<Option<Link>>,
+    /// The link's socket, for the lock-free look that almost every read ends with: nothing
+    /// has arrived (see [`Tracking::drain`]).
+    socket: RwLock<Option<Arc<TcpStream>>>,
+    /// A drain has read input it has not applied yet: a reader that finds the socket empty
+    /// must wait for it (through the lock) before trusting a copy.
+    draining: AtomicBool,
     /// The connection opens on the first read that could use it, not at start-up, as the
     /// pool's connections do.
     wanted: tokio::sync::Notify,
-    asked: std::sync::atomic::AtomicBool,
+    asked: AtomicBool,
 }
 
 struct Link {
@@ -117,8 +123,10 @@ impl Tracking {
         let tracking = Arc::new(Self {
             epoch: AtomicU64::new(0),
             link: Mutex::new(None),
+            socket: RwLock::new(None),
+            draining: AtomicBool::new(false),
             wanted: tokio::sync::Notify::new(),
-            asked: std::sync::atomic::AtomicBool::new(false),
+            asked: AtomicBool::new(false),
         });
         tokio::spawn(run(tracking.clone(), config, prefix, shared, closing));
         tracking
@@ -161,23 +169,49 @@ impl Tracking {
     }
 
     /// Reads and applies whatever the connection has received, without waiting.
+    ///
+    /// Every read calls this, so the usual case takes no lock: a non-blocking peek finds the
+    /// socket empty, and no other drain holds input it has read but not applied yet (such a
+    /// drain set `draining` before its read, so a reader that peeks after that read sees the
+    /// flag). Only then may the reader skip the lock; otherwise it drains (or waits for the
+    /// drain in progress) under the lock, as before.
     fn drain(&self, shared: &Shared) {
+        {
+            let socket = self.socket.read();
+            let Some(socket) = socket.as_ref() else {
+                return;
+            };
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            let empty = matches!(
+                SockRef::from(&**socket).peek(&mut probe),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock
+            );
+            if empty && !self.draining.load(Ordering::SeqCst) {
+                return;
+            }
+        }
         let mut link = self.link.lock();
         let Some(current) = link.as_mut() else { return };
-        if let Err(why) = current.drain(shared, &self.epoch) {
+        self.draining.store(true, Ordering::SeqCst);
+        let drained = current.drain(shared, &self.epoch);
+        self.draining.store(false, Ordering::SeqCst);
+        if let Err(why) = drained {
             tracing::warn!(reason = %why, "Redis tracking connection lost; reads check the stored version until it is back");
             *link = None;
+            *self.socket.write() = None;
             self.epoch.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     fn install(&self, link: Link) {
+        *self.socket.write() = Some(link.socket.clone());
         *self.link.lock() = Some(link);
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     fn lose(&self, why: &str) {
         let mut link = self.link.lock();
+        *self.socket.write() = None;
         if link.take().is_some() {
             tracing::warn!(reason = %why, "Redis tracking connection lost; reads check the stored version until it is back");
             self.epoch.fetch_add(1, Ordering::SeqCst);
