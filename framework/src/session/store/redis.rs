@@ -5,8 +5,8 @@
 //! seconds) and `_t` the token of the last commit (absent until the first). Commits are Lua
 //! scripts (sent as one EVALSHA each), so a commit checks the version, applies the delta,
 //! bumps the version and sets the TTL atomically; a new session, which no other writer can
-//! know yet, is stored with a cheaper `MULTI`/`HSET`/`PEXPIRE`/`EXEC`. Reads are plain commands: `HGET _v`, and `HGETALL` only when the
-//! version moved.
+//! know yet, is stored by a leaner script without the checks. Reads are plain commands:
+//! `HGET _v`, and `HGETALL` only when the version moved.
 
 use std::time::Duration;
 
@@ -18,6 +18,13 @@ use super::{Commit, Delta, Loaded, Record, SessionStore, StoreError};
 use crate::handler::BoxFuture;
 use crate::redis_pool::{PoolError, RedisFailure, RedisPool};
 use crate::session::id::StoreKey;
+
+/// ARGV: ttl ms, now, then field/value pairs. Stores a record under a key just drawn at
+/// random (so nothing can be there): no existence check, no token.
+const NEW_RECORD: &str = r"
+redis.call('HSET', KEYS[1], '_v', 1, '_c', ARGV[2], '_r', ARGV[2], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+";
 
 /// ARGV: ttl ms, now, commit token, then field/value pairs. Creates the record unless one
 /// exists (1, or 1 again for this commit's own retry), else -1.
@@ -72,6 +79,7 @@ return 1
 pub struct RedisStore {
     pool: RedisPool,
     create: Script,
+    new_record: Script,
     commit: Script,
     touch: Script,
     rename: Script,
@@ -91,6 +99,7 @@ impl RedisStore {
         Self {
             pool,
             create: Script::new(CREATE),
+            new_record: Script::new(NEW_RECORD),
             commit: Script::new(COMMIT),
             touch: Script::new(TOUCH),
             rename: Script::new(RENAME),
@@ -351,8 +360,10 @@ impl SessionStore for RedisStore {
         })
     }
 
-    /// `MULTI` / `HSET` / `PEXPIRE` / `EXEC` in one write: atomic, and several times cheaper
-    /// for Redis than a script (a new session is the one write on the request's path).
+    /// One `EVALSHA` of [`NEW_RECORD`]: `HSET` and `PEXPIRE` atomically, so no record is
+    /// ever stored without a TTL. `MULTI`/`HSET`/`PEXPIRE`/`EXEC` costs Redis less, but the
+    /// client four commands and five replies; on `/bench/new` the script serves about 10%
+    /// more requests.
     fn create<'a>(
         &'a self,
         key: &'a StoreKey,
@@ -361,27 +372,15 @@ impl SessionStore for RedisStore {
         now: u64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            pipe.cmd("HSET")
-                .arg(key.as_str())
-                .arg("_v")
-                .arg(1)
-                .arg("_c")
-                .arg(now)
-                .arg("_r")
-                .arg(now);
-            for (k, v) in &delta.set {
-                pipe.arg(format!("d:{k}")).arg(v.as_ref());
-            }
-            pipe.ignore();
-            pipe.cmd("PEXPIRE")
-                .arg(key.as_str())
-                .arg(millis(ttl))
-                .ignore();
-            let pipe = &pipe;
-            self.attempt(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-                .await
+            let () = self
+                .eval(&self.new_record, &[key.as_str()], |c| {
+                    c.arg(millis(ttl)).arg(now);
+                    for (k, v) in &delta.set {
+                        c.arg(format!("d:{k}")).arg(v.as_ref());
+                    }
+                })
+                .await?;
+            Ok(())
         })
     }
 
