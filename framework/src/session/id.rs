@@ -32,8 +32,10 @@ impl SessionId {
     /// gets a 503 rather than a guessable id).
     pub fn generate() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; ID_BYTES];
-        getrandom::fill(&mut bytes)?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        random_id_bytes(&mut bytes)?;
+        let id = Self(URL_SAFE_NO_PAD.encode(bytes));
+        bytes.fill(0);
+        Ok(id)
     }
 
     /// Parses an id from a cookie value; `None` unless it has exactly the shape Rondo
@@ -66,6 +68,49 @@ impl SessionId {
     pub fn log_tag(&self) -> String {
         self.store_key("").log_tag()
     }
+}
+
+/// Ids' worth of random bytes read from the OS at a time: one `getrandom` call per this
+/// many new sessions instead of one each (a new session is otherwise one system call
+/// dearer than any other request).
+const IDS_PER_READ: usize = 32;
+
+/// Random bytes read from the OS CSPRNG and not handed out yet, per thread (so taking some
+/// needs no lock). Each byte is used for one id only and wiped as it is taken.
+///
+/// A process that forks would leave a copy of the unused bytes to its child; Rondo never
+/// forks (a multi-threaded tokio process cannot), and an application that forks before
+/// starting its runtime has drawn nothing yet.
+struct RandomBytes {
+    bytes: [u8; ID_BYTES * IDS_PER_READ],
+    /// Where the unused bytes start; `bytes.len()` when there are none.
+    next: usize,
+}
+
+thread_local! {
+    static RANDOM: std::cell::RefCell<RandomBytes> = const {
+        std::cell::RefCell::new(RandomBytes {
+            bytes: [0; ID_BYTES * IDS_PER_READ],
+            next: ID_BYTES * IDS_PER_READ,
+        })
+    };
+}
+
+/// Fills `out` with bytes from the OS CSPRNG (read ahead, see [`RandomBytes`]).
+fn random_id_bytes(out: &mut [u8; ID_BYTES]) -> Result<(), getrandom::Error> {
+    RANDOM.with(|random| {
+        let mut random = random.borrow_mut();
+        if random.next == random.bytes.len() {
+            getrandom::fill(&mut random.bytes)?;
+            random.next = 0;
+        }
+        let start = random.next;
+        let taken = &mut random.bytes[start..start + ID_BYTES];
+        out.copy_from_slice(taken);
+        taken.fill(0);
+        random.next += ID_BYTES;
+        Ok(())
+    })
 }
 
 /// Length of the hex SHA-256 at the end of every store key.
@@ -178,6 +223,21 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 43);
         assert_eq!(SessionId::parse(a.as_str()), Some(a));
+    }
+
+    /// Ids drawn across several reads of the OS source are all distinct, and every byte
+    /// handed out is wiped from the read-ahead buffer.
+    #[test]
+    fn read_ahead_ids_are_distinct_and_wiped() {
+        let ids: std::collections::HashSet<SessionId> = (0..IDS_PER_READ * 3 + 5)
+            .map(|_| SessionId::generate().expect("random"))
+            .collect();
+        assert_eq!(ids.len(), IDS_PER_READ * 3 + 5);
+        RANDOM.with(|random| {
+            let random = random.borrow();
+            assert!(random.bytes[..random.next].iter().all(|&b| b == 0));
+            assert!(random.bytes[random.next..].iter().any(|&b| b != 0));
+        });
     }
 
     #[test]
