@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use rondo::config::LogFormat;
 use rondo::ConfigLoader;
 
+/// The `mimalloc` feature (on by default) swaps in a faster allocator; see Cargo.toml.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {
