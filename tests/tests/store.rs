@@ -931,6 +931,53 @@ mod redis_only {
         assert_eq!(redis.dbsize().await, 0);
     }
 
+    /// New sessions created at once share script calls (one leader writes what queued up
+    /// behind it), and each still ends up complete, with its own data and a TTL.
+    #[tokio::test]
+    async fn concurrent_creations_share_script_calls() {
+        let (redis, store) = redis_store().await;
+        // Warm-up: the script is loaded once.
+        store
+            .create(&new_key(), &Delta::default(), TTL, T0)
+            .await
+            .unwrap();
+        redis.reset_stats().await;
+        let store = std::sync::Arc::new(store);
+        let keys: Vec<StoreKey> = (0..200).map(|_| new_key()).collect();
+        let creations = keys.iter().enumerate().map(|(i, key)| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move {
+                let value = format!("user-{i}");
+                let d = delta(&[("user", value.as_bytes()), ("n", &[i as u8])], &[]);
+                store.create(&key, &d, TTL, T0 + i as u64).await
+            })
+        });
+        for creation in futures_util::future::join_all(creations).await {
+            creation.unwrap().unwrap();
+        }
+        let calls = redis
+            .command_stats()
+            .await
+            .get("evalsha")
+            .copied()
+            .unwrap_or(0);
+        assert!(
+            (1..200).contains(&calls),
+            "{calls} script calls for 200 sessions"
+        );
+        for (i, key) in keys.iter().enumerate() {
+            let stored = record(&*store, key).await;
+            let value = format!("user-{i}");
+            assert_eq!(
+                stored.data,
+                data(&[("user", value.as_bytes()), ("n", &[i as u8])])
+            );
+            assert_eq!((stored.version, stored.created), (1, T0 + i as u64));
+            let ttl = redis.ttl_ms(key.as_str()).await;
+            assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+        }
+    }
+
     /// The harness itself: a restarted server is on the same port, empty, and a dropped one
     /// is gone.
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! Two stores share one contract and one test suite: [`RedisStore`] (shared, durable) and
 //! [`MemoryStore`] (in-process, for development and tests).
 
+mod batch;
 mod memory;
 mod redis;
 
@@ -104,7 +105,7 @@ pub enum Commit {
 }
 
 /// A store operation failed; the session layer answers 503.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No connection could be had within the timeout (store down or pool exhausted).
     #[error("session store unavailable: {0}")]
