@@ -69,32 +69,43 @@ impl CookieSettings {
     /// `Set-Cookie` for `id`, living `max_age` (the lifespan, or less near the absolute
     /// lifetime).
     pub(crate) fn set(&self, id: &SessionId, max_age: Duration) -> String {
-        let mut cookie = self.base(id.as_str().to_owned());
+        let mut cookie = self.base(id.as_str());
         cookie.set_max_age(cookie::time::Duration::seconds(
             i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
         ));
         // Ids are URL-safe base64 and names RFC 6265 tokens: nothing to percent-encode.
-        cookie.to_string()
+        render(&cookie)
     }
 
     /// `Set-Cookie` that makes the browser forget the session cookie.
     pub(crate) fn expire(&self) -> String {
-        let mut cookie = self.base(String::new());
+        let mut cookie = self.base("");
         cookie.make_removal();
-        cookie.to_string()
+        render(&cookie)
     }
 
-    fn base(&self, value: String) -> Cookie<'static> {
-        let mut cookie = Cookie::new(self.name.clone(), value);
+    /// The cookie with every attribute but its lifetime; it borrows the settings and the
+    /// value, so building one allocates nothing until it is rendered.
+    fn base<'a>(&'a self, value: &'a str) -> Cookie<'a> {
+        let mut cookie = Cookie::new(self.name.as_str(), value);
         cookie.set_http_only(true);
         cookie.set_secure(self.secure);
         cookie.set_same_site(self.same_site);
-        cookie.set_path(self.path.clone());
+        cookie.set_path(self.path.as_str());
         if let Some(domain) = &self.domain {
-            cookie.set_domain(domain.clone());
+            cookie.set_domain(domain.as_str());
         }
         cookie
     }
+}
+
+/// `cookie` as a header value, written once into a string of the right size.
+fn render(cookie: &Cookie<'_>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(160);
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{cookie}");
+    out
 }
 
 #[cfg(test)]

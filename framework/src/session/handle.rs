@@ -793,7 +793,7 @@ impl Session {
         };
         if let Some(header) = self
             .cookie_header()
-            .and_then(|h| HeaderValue::from_str(&h).ok())
+            .and_then(|h| HeaderValue::from_maybe_shared(Bytes::from(h)).ok())
         {
             response.headers_mut().append(SET_COOKIE, header);
             response
