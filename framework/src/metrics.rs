@@ -59,6 +59,70 @@ pub(crate) fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+/// Upper bounds of [`Latency`]'s buckets: 100 µs doubling up to about 3.3 s, like
+/// [`seconds_histogram`], then +Inf.
+const LATENCY_BUCKETS: usize = 16;
+
+/// A request-latency histogram that records with two relaxed atomic additions and no lock
+/// (`prometheus-client`'s histogram takes a mutex on every observation, which every request
+/// would then contend for). Encoded as an ordinary Prometheus histogram with the buckets
+/// of [`seconds_histogram`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Latency(Arc<LatencyInner>);
+
+#[derive(Debug, Default)]
+struct LatencyInner {
+    /// Observations per bucket (not cumulative); the last one is +Inf.
+    buckets: [std::sync::atomic::AtomicU64; LATENCY_BUCKETS + 1],
+    /// Sum of the observations, in microseconds.
+    micros: std::sync::atomic::AtomicU64,
+}
+
+impl Latency {
+    /// Records one duration.
+    pub(crate) fn observe(&self, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        // The first bound of 100 µs << i that holds `micros`: i = ceil(log2(ceil(m / 100))).
+        let hundreds = micros.div_ceil(100).max(1);
+        let bucket = (64 - (hundreds - 1).leading_zeros()) as usize;
+        self.0.buckets[bucket.min(LATENCY_BUCKETS)].fetch_add(1, Relaxed);
+        self.0.micros.fetch_add(micros, Relaxed);
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for Latency {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for Latency {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut buckets = [(0.0, 0); LATENCY_BUCKETS + 1];
+        for (i, (bound, count)) in buckets.iter_mut().enumerate() {
+            *bound = if i == LATENCY_BUCKETS {
+                f64::INFINITY
+            } else {
+                0.0001 * f64::from(1u32 << i)
+            };
+            *count = self.0.buckets[i].load(Relaxed);
+        }
+        // The count is the buckets' sum, so the two always agree.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.0.micros.load(Relaxed) as f64 / 1e6;
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        <Self as prometheus_client::metrics::TypedMetric>::TYPE
+    }
+}
+
 /// Methods with a label of their own (the last one, `other`, stands for every custom method).
 const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "other",
@@ -74,7 +138,7 @@ pub(crate) struct RouteSeries {
 }
 
 struct MethodSeries {
-    duration: Histogram,
+    duration: Latency,
     /// `(status, its counter)`, filled in the order statuses first occur.
     statuses: [OnceLock<(u16, Counter)>; STATUSES_PER_ROUTE],
 }
@@ -102,16 +166,14 @@ impl RouteSeries {
 /// The request metrics the framework records itself.
 pub(crate) struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
-    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    durations: Family<RouteLabels, Latency>,
 }
 
 impl HttpMetrics {
     /// New metrics, registered in `registry`.
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            seconds_histogram,
-        );
+        let durations = Family::<RouteLabels, Latency>::default();
         registry.register(
             "rondo_http_requests",
             "Requests answered, by method, route pattern and status",
@@ -148,7 +210,7 @@ impl HttpMetrics {
                 .clone(),
             statuses: Default::default(),
         });
-        series.duration.observe(took.as_secs_f64());
+        series.duration.observe(took);
         let status = status.as_u16();
         let labels = || RequestLabels {
             method,
@@ -216,6 +278,36 @@ pub(crate) fn exposition(registry: &Registry) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lock-free latency histogram encodes exactly as `prometheus-client`'s own would
+    /// with the same buckets, bucket edges included.
+    #[test]
+    fn latency_histogram_matches_the_library_histogram() {
+        let ours = Latency::default();
+        let theirs = seconds_histogram();
+        for micros in [
+            0, 50, 100, 101, 200, 201, 250, 1_000, 3_276_800, 3_276_801, 10_000_000,
+        ] {
+            ours.observe(Duration::from_micros(micros));
+            theirs.observe(micros as f64 / 1e6);
+        }
+        fn text(metric: impl prometheus_client::registry::Metric) -> String {
+            let mut registry = Registry::default();
+            registry.register("latency", "help", metric);
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+            text
+        }
+        let (ours, theirs) = (text(ours), text(theirs));
+        let buckets = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains("_bucket") || l.contains("_count"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(buckets(&ours), buckets(&theirs), "{ours}\n{theirs}");
+        assert!(ours.contains("latency_sum 16.555503"), "{ours}");
+    }
 
     #[test]
     fn requests_are_counted_by_pattern_and_status() {
