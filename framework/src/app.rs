@@ -13,7 +13,6 @@ use futures_util::FutureExt;
 use http::{Method, StatusCode};
 use prometheus_client::collector::Collector;
 use prometheus_client::registry::{Metric, Registry};
-use tracing::Instrument;
 
 use crate::config::{Config, HttpConfig};
 use crate::handler::{self, BoxFuture, Handler};
@@ -310,13 +309,64 @@ impl AppContext {
     pub async fn handle(&self, req: Request) -> Response {
         self.clone().dispatch(req).await
     }
+}
 
-    /// [`AppContext::handle`] on an owned handle, which the middleware chain takes over
-    /// instead of cloning it again (the server clones one per request already).
+/// A request being answered (see [`AppContext::dispatch`]): a hand-written future, so that
+/// what hyper moves into place for every request is these few fields, not the state of
+/// nested `async fn`s, each holding the request and a response of its own.
+pub(crate) struct Dispatch {
+    app: AppContext,
+    method: Method,
+    uri: http::Uri,
+    span: tracing::Span,
+    started: Instant,
+    /// The matched route's index in the router; `None` for 404 and 405.
+    route: Option<usize>,
+    finish: Finish,
+}
+
+impl Future for Dispatch {
+    type Output = Response;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = &mut *self;
+        let response = {
+            let _entered = this.span.enter();
+            match Pin::new(&mut this.finish).poll(cx) {
+                Poll::Ready(response) => response,
+                Poll::Pending => return Poll::Pending,
+            }
+        };
+        let inner = &this.app.0;
+        let route = this
+            .route
+            .and_then(|index| inner.router.series(index))
+            .unwrap_or(&inner.unmatched);
+        let took = this.started.elapsed();
+        if let Some(metrics) = &inner.http_metrics {
+            metrics.observe(&this.method, route, response.status(), took);
+        }
+        this.span.record("route", route.pattern());
+        let _entered = this.span.enter();
+        log_request(
+            &this.method,
+            &this.uri,
+            route.pattern(),
+            response.status(),
+            took,
+        );
+        Poll::Ready(response)
+    }
+}
+
+impl AppContext {
+    /// [`AppContext::handle`] on an owned handle (the server clones one per request
+    /// already): routing happens now, and the returned future runs the controller (or the
+    /// middleware chain), then counts and logs the request.
     ///
     /// Every request is logged here, not in a middleware: a boxed middleware layer around
     /// every request costs more than the whole routing step.
-    pub(crate) async fn dispatch(self, req: Request) -> Response {
+    pub(crate) fn dispatch(self, req: Request) -> Dispatch {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
@@ -329,25 +379,22 @@ impl AppContext {
             route = tracing::field::Empty,
             session = tracing::field::Empty,
         );
-        let (response, route) = if self.0.middleware.is_empty() {
-            let (routed, route) = self.start(req);
-            (self.finish(routed).instrument(span.clone()).await, route)
+        let (routed, route) = if self.0.middleware.is_empty() {
+            let _entered = span.enter();
+            self.start(req)
         } else {
-            let route = self.0.router.pattern(uri.path());
-            // Boxed: the chain holds a whole routing step of its own, and inline it would
-            // double the size of every request's future (which hyper moves into place).
-            let chain: BoxFuture<'_, Response> = Box::pin(self.clone().chain(req));
-            (chain.instrument(span.clone()).await, route)
+            let route = self.0.router.route_of(uri.path());
+            (Routed::Chain(Box::pin(self.clone().chain(req))), route)
         };
-        let route = route.unwrap_or(&self.0.unmatched);
-        let took = started.elapsed();
-        if let Some(metrics) = &self.0.http_metrics {
-            metrics.observe(&method, route, response.status(), took);
+        Dispatch {
+            finish: self.finish(routed),
+            app: self,
+            method,
+            uri,
+            span,
+            started,
+            route,
         }
-        span.record("route", route.pattern());
-        let _entered = span.enter();
-        log_request(&method, &uri, route.pattern(), response.status(), took);
-        response
     }
 
     /// The middleware chain, then routing; a panic anywhere in it becomes a 500.
@@ -374,15 +421,15 @@ impl AppContext {
     /// once (404, 405); with the route's metric series when one matched. Routing is not
     /// part of the awaited future, which keeps that future small: hyper moves it into place
     /// on every request.
-    fn start(&self, mut req: Request) -> (Routed, Option<&RouteSeries>) {
+    fn start(&self, mut req: Request) -> (Routed, Option<usize>) {
         let head = RequestHead::new(req.method(), req.headers());
         match self.0.router.find(req.method(), req.uri().path()) {
-            Found::Handler(handler, series, params) => {
+            Found::Handler(handler, route, params) => {
                 if !params.as_slice().is_empty() {
                     req.extensions_mut().insert(params);
                 }
                 let controller = handler(req, self, head.clone());
-                (Routed::Controller(controller, head), Some(series))
+                (Routed::Controller(controller, head), Some(route))
             }
             Found::MethodNotAllowed(allow) => {
                 let allow = http::HeaderValue::from_str(allow)
@@ -390,11 +437,11 @@ impl AppContext {
                 let response = ErrorPage::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                     .header(http::header::ALLOW, allow)
                     .respond(&head);
-                (Routed::Answer(response), None)
+                (Routed::Answer(Box::new(response)), None)
             }
             Found::NotFound => {
                 let response = ErrorPage::new(StatusCode::NOT_FOUND, "not found").respond(&head);
-                (Routed::Answer(response), None)
+                (Routed::Answer(Box::new(response)), None)
             }
         }
     }
@@ -427,9 +474,14 @@ impl Future for Finish {
         let this = &mut *self;
         let (controller, head) = match &mut this.routed {
             Some(Routed::Controller(controller, head)) => (controller, head),
+            Some(Routed::Chain(chain)) => {
+                let response = std::task::ready!(chain.as_mut().poll(cx));
+                this.routed = None;
+                return Poll::Ready(response);
+            }
             answered => {
                 return match answered.take() {
-                    Some(Routed::Answer(response)) => Poll::Ready(response),
+                    Some(Routed::Answer(response)) => Poll::Ready(*response),
                     // Polled again after it answered: nothing more will come.
                     _ => Poll::Pending,
                 };
@@ -465,11 +517,15 @@ impl Future for Finish {
     }
 }
 
-/// A routed request: its controller's future (with the head for error answers), or the
-/// answer when no controller runs.
+/// A routed request: its controller's future (with the head for error answers), the
+/// middleware chain (which routes by itself, within the timeout), or the answer when no
+/// controller runs.
 enum Routed {
     Controller(BoxFuture<'static, Response>, RequestHead),
-    Answer(Response),
+    Chain(BoxFuture<'static, Response>),
+    /// Boxed: rare (404, 405), and inline it would double the size of every request's
+    /// future.
+    Answer(Box<Response>),
 }
 
 /// Logs one request through `tracing`: method, path, route pattern, status and latency.

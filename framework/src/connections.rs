@@ -230,8 +230,14 @@ impl Slot {
     ) -> Option<C::Output> {
         let mut conn = std::pin::pin!(conn);
         let mut graceful = graceful.map(Some);
+        // A task's waker rarely changes: register it again only when it does (two atomic
+        // read-modify-writes saved on every poll of the connection).
+        let mut registered: Option<std::task::Waker> = None;
         std::future::poll_fn(|cx: &mut Context<'_>| {
-            self.waker.register(cx.waker());
+            if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                self.waker.register(cx.waker());
+                registered = Some(cx.waker().clone());
+            }
             match self.state.load(Ordering::Acquire) {
                 CUT => return Poll::Ready(None),
                 DRAINING => match &mut graceful {

@@ -69,8 +69,8 @@ pub struct RouteError(String);
 /// What the router found for a request.
 #[allow(clippy::enum_variant_names)] // NotFound reads better than Missing here
 pub(crate) enum Found<'a> {
-    /// A handler, with the route's metric series (and pattern) and decoded parameters.
-    Handler(&'a BoxedHandler, &'a RouteSeries, PathParams),
+    /// A handler, with the route's index (see [`Router::series`]) and decoded parameters.
+    Handler(&'a BoxedHandler, usize, PathParams),
     /// The path exists, the method does not: the `Allow` value.
     MethodNotAllowed(&'a str),
     /// No route; or a parameter that is not valid percent-encoded UTF-8.
@@ -112,17 +112,22 @@ impl Router {
             .map_err(|e| RouteError(format!("{pattern}: {}", e.0)))
     }
 
-    /// The route `path` matches, whatever the method.
-    pub(crate) fn pattern(&self, path: &str) -> Option<&RouteSeries> {
-        let matched = self.paths.at(path).ok()?;
-        self.routes.get(*matched.value).map(|(pattern, _)| pattern)
+    /// The index of the route `path` matches, whatever the method.
+    pub(crate) fn route_of(&self, path: &str) -> Option<usize> {
+        self.paths.at(path).ok().map(|matched| *matched.value)
+    }
+
+    /// The metric series (and pattern) of route `index`.
+    pub(crate) fn series(&self, index: usize) -> Option<&RouteSeries> {
+        self.routes.get(index).map(|(series, _)| series)
     }
 
     pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_> {
         let Ok(matched) = self.paths.at(path) else {
             return Found::NotFound;
         };
-        let Some((pattern, routes)) = self.routes.get(*matched.value) else {
+        let index = *matched.value;
+        let Some((_, routes)) = self.routes.get(index) else {
             return Found::NotFound;
         };
         let Some(handler) = routes.find(method) else {
@@ -135,6 +140,6 @@ impl Router {
                 None => return Found::NotFound,
             }
         }
-        Found::Handler(handler, pattern, PathParams(params))
+        Found::Handler(handler, index, PathParams(params))
     }
 }

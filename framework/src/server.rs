@@ -11,7 +11,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -21,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppContext;
+use crate::app::{AppContext, Dispatch};
 use crate::config::HttpConfig;
 use crate::connections::{Armed, Connections, Slot};
 use crate::{App, Body};
@@ -159,20 +161,34 @@ fn service(
     hyper::Request<Incoming>,
     Response = hyper::Response<Armed>,
     Error = Infallible,
-    Future = impl Future<Output = Result<hyper::Response<Armed>, Infallible>> + Send,
+    Future = Respond,
 > + Clone {
     service_fn(move |req: hyper::Request<Incoming>| {
         if let Some(slot) = &slot {
             slot.busy();
         }
-        let context = context.clone();
-        let slot = slot.clone();
-        let req = req.map(Body::from);
-        async move {
-            let response = context.dispatch(req).await;
-            Ok::<_, Infallible>(response.map(|body| Armed { body, slot }))
+        Respond {
+            dispatch: context.clone().dispatch(req.map(Body::from)),
+            slot: slot.clone(),
         }
     })
+}
+
+/// A request's answer, for hyper: the app's response, with a body that re-arms the
+/// connection's head deadline once sent.
+struct Respond {
+    dispatch: Dispatch,
+    slot: Option<Arc<Slot>>,
+}
+
+impl Future for Respond {
+    type Output = Result<hyper::Response<Armed>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = std::task::ready!(Pin::new(&mut self.dispatch).poll(cx));
+        let slot = self.slot.take();
+        Poll::Ready(Ok(response.map(|body| Armed { body, slot })))
+    }
 }
 
 #[derive(Clone, Copy)]
