@@ -73,7 +73,7 @@ macro_rules! handler_arity {
                 let app = app.clone();
                 let defers = $($part::DEFERS ||)* $last::DEFERS;
                 let scope_head = defers.then(|| head.clone());
-                let work = async move {
+                let work: BoxFuture<'static, Response> = Box::pin(async move {
                     #[allow(unused_mut)]
                     let (mut parts, body) = req.into_parts();
                     $(
@@ -88,11 +88,13 @@ macro_rules! handler_arity {
                         Err(rejection) => return rejection.respond(&head),
                     };
                     handler($($part,)* $last).await.respond(&head)
-                };
-                // Only controllers whose arguments may defer work (a session) pay for a scope.
+                });
+                // Only controllers whose arguments may defer work (a session) pay for a
+                // scope. The controller's future is boxed first, so that the scope holds a
+                // pointer to it rather than a copy moved through every layer.
                 match scope_head {
                     Some(head) => Box::pin(async move { crate::scope::run(&head, work).await }),
-                    None => Box::pin(work),
+                    None => work,
                 }
             }
         }
