@@ -18,9 +18,18 @@
 //! With the memory session store, jobs run in-process only (lost on restart), which the log
 //! says loudly at start-up.
 //!
-//! Jobs reach sessions through [`SessionManager::open`](crate::SessionManager::open)
-//! ([`JobContext::session`]): the same actor as requests, so a job's writes and concurrent
-//! requests' writes are merged, and a job never recreates a session that was logged out.
+//! Jobs reach sessions through [`SessionManager::open_ref`](crate::SessionManager::open_ref)
+//! ([`JobContext::session`]), with the [`SessionRef`](crate::SessionRef) they were queued
+//! with (the id's hash: no credential sits in the queue): the same actor as requests, so a
+//! job's writes and concurrent requests' writes are merged, and a job never recreates a
+//! session that was logged out.
+//!
+//! Why Redis streams and no queue crate: the crates that fit (apalis-redis, for one) bring
+//! their own Redis connection (a redis-rs `ConnectionManager`, not our bb8 pools, their
+//! timeouts and metrics) and their own worker monitor, whose shutdown cannot be ordered
+//! between the draining of requests and the sessions' last commits. A consumer group gives
+//! what is needed (claims, takeover of a dead server's jobs, acknowledgement) in a few
+//! commands on the pools the sessions already use.
 //!
 //! # Layout
 //!
