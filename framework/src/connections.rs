@@ -3,11 +3,14 @@
 //! hyper can bound the wait for a request head itself (`header_read_timeout`), but it pays
 //! for that on every request: a boxed timer armed in the timer wheel and removed again, and
 //! an extra read into a freshly allocated buffer to poll it. A deadline only matters for the
-//! rare client that stalls, so Rondo keeps one per connection instead, as a number: the
-//! connection's [`Slot`] holds the time by which the next request head must have arrived,
-//! set when the connection opens and again when a response has been sent, cleared when a
-//! request arrives. One sweeper task per server looks at every slot a few times per timeout
-//! and cuts the connections whose deadline has passed. A request costs two atomic stores.
+//! rare client that stalls, so Rondo watches for progress instead. A connection's [`Slot`]
+//! counts its requests in flight (a request arrives, its response body is dropped once
+//! sent) and bumps a generation on each change; no clock is read. One sweeper task per
+//! server looks at every slot a few times per timeout: a slot with nothing in flight whose
+//! generation it has seen unchanged for a whole timeout (by its own clock) is waiting for a
+//! head that does not come, and is cut. A connection is therefore cut between one and one
+//! and a quarter timeouts after its wait began (the sweeper looks every eighth, at most
+//! every 250 ms), never before, however late the sweeper itself runs.
 //!
 //! The same slots carry graceful shutdown: [`Connections::drain`] marks every slot and wakes
 //! its task, which asks hyper to finish the request in flight and close, and
@@ -32,8 +35,8 @@ const DRAINING: u8 = 1;
 /// Close now: the request head did not arrive in time.
 const CUT: u8 = 2;
 
-/// "No deadline": a request is in flight, or the protocol multiplexes (HTTP/2).
-const NONE: u64 = u64::MAX;
+/// `seen` of a slot the sweeper has not looked at yet.
+const UNSEEN: u64 = u64::MAX;
 
 /// The connections of one server.
 #[derive(Clone)]
@@ -49,15 +52,10 @@ struct Shared {
     live: AtomicUsize,
     /// Signalled when `live` drops to 0.
     idle: Notify,
-    /// Coarse milliseconds since `epoch`, advanced by the sweeper: what deadlines are
-    /// measured in, so arming one reads an atomic instead of the clock.
-    now: AtomicU64,
-    epoch: Instant,
-    /// How long a client may take to send a request head, in milliseconds.
-    header_timeout: u64,
-    /// How often the sweeper looks, in milliseconds; deadlines add one tick so that a
-    /// connection is never cut before its full timeout.
-    tick: u64,
+    /// How long a client may take to send a request head.
+    header_timeout: Duration,
+    /// How often the sweeper looks.
+    tick: Duration,
     draining: std::sync::atomic::AtomicBool,
 }
 
@@ -68,10 +66,17 @@ struct SlotTable {
     free: Vec<usize>,
 }
 
-/// One connection's deadline and state, shared by its task, its requests and the sweeper.
+/// One connection's progress and state, shared by its task, its responses and the sweeper.
 pub(crate) struct Slot {
-    /// Coarse time by which the next request head must have arrived ([`NONE`]: no limit).
-    deadline: AtomicU64,
+    /// Requests in flight: arrived, their response body not yet dropped. Written only by
+    /// the connection's own task (hyper calls the service and drops bodies there).
+    in_flight: AtomicU64,
+    /// Bumped on every change of `in_flight`.
+    generation: AtomicU64,
+    /// The sweeper's own: the generation it last saw, and when it first saw it (by
+    /// `sweep_started`'s clock, in milliseconds).
+    seen: AtomicU64,
+    seen_at: AtomicU64,
     state: AtomicU8,
     /// The connection task, woken when `state` changes.
     waker: AtomicWaker,
@@ -82,61 +87,54 @@ pub(crate) struct Slot {
 impl Connections {
     /// Connections whose request heads must arrive within `header_timeout`.
     pub(crate) fn new(header_timeout: Duration) -> Self {
-        let header_timeout = u64::try_from(header_timeout.as_millis())
-            .unwrap_or(u64::MAX / 4)
-            .clamp(1, u64::MAX / 4);
         Self {
             shared: Arc::new(Shared {
                 slots: Mutex::default(),
                 live: AtomicUsize::new(0),
                 idle: Notify::new(),
-                now: AtomicU64::new(0),
-                epoch: Instant::now(),
                 header_timeout,
-                tick: (header_timeout / 8).clamp(5, 250),
+                tick: (header_timeout / 8)
+                    .clamp(Duration::from_millis(5), Duration::from_millis(250)),
                 draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
 
-    /// Runs the sweeper until `stop` is cancelled: it advances the coarse clock and cuts
-    /// connections whose request head is overdue.
+    /// Runs the sweeper until `stop` is cancelled: it cuts the connections that have waited
+    /// a whole timeout for a request head.
     pub(crate) fn sweep(&self, stop: CancellationToken) -> impl Future<Output = ()> + Send {
         let shared = self.shared.clone();
         async move {
-            let mut ticks = tokio::time::interval(Duration::from_millis(shared.tick));
+            let started = Instant::now();
+            let timeout = u64::try_from(shared.header_timeout.as_millis()).unwrap_or(u64::MAX);
+            let mut ticks = tokio::time::interval(shared.tick);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
                     () = stop.cancelled() => return,
                 }
-                let now = u64::try_from(shared.epoch.elapsed().as_millis()).unwrap_or(NONE - 1);
-                shared.now.store(now, Ordering::Relaxed);
-                let overdue: Vec<Arc<Slot>> = shared
-                    .slots
-                    .lock()
-                    .slots
-                    .iter()
-                    .flatten()
-                    .filter_map(Weak::upgrade)
-                    .filter(|slot| slot.deadline.load(Ordering::Relaxed) < now)
-                    .collect();
-                for slot in overdue {
-                    slot.set_state(CUT);
+                let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+                for slot in shared.live_slots() {
+                    if slot.stalled(now, timeout) {
+                        slot.set_state(CUT);
+                    }
                 }
             }
         }
     }
 
-    /// A slot for a new connection; its head deadline starts now.
+    /// A slot for a new connection, which waits for its first request head from now.
     pub(crate) fn open(&self) -> Arc<Slot> {
         let shared = &self.shared;
         shared.live.fetch_add(1, Ordering::AcqRel);
         let mut table = shared.slots.lock();
         let index = table.free.pop().unwrap_or(table.slots.len());
         let slot = Arc::new(Slot {
-            deadline: AtomicU64::new(NONE),
+            in_flight: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            seen: AtomicU64::new(UNSEEN),
+            seen_at: AtomicU64::new(0),
             state: AtomicU8::new(if shared.draining.load(Ordering::Acquire) {
                 DRAINING
             } else {
@@ -146,7 +144,6 @@ impl Connections {
             shared: shared.clone(),
             index,
         });
-        slot.arm();
         let weak = Some(Arc::downgrade(&slot));
         if index == table.slots.len() {
             table.slots.push(weak);
@@ -159,16 +156,7 @@ impl Connections {
     /// Asks every connection to finish its request in flight and close.
     pub(crate) fn drain(&self) {
         self.shared.draining.store(true, Ordering::Release);
-        let slots: Vec<Arc<Slot>> = self
-            .shared
-            .slots
-            .lock()
-            .slots
-            .iter()
-            .flatten()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for slot in slots {
+        for slot in self.shared.live_slots() {
             slot.set_state(DRAINING);
         }
     }
@@ -185,19 +173,55 @@ impl Connections {
     }
 }
 
+impl Shared {
+    /// The slots of the connections still alive.
+    fn live_slots(&self) -> Vec<Arc<Slot>> {
+        self.slots
+            .lock()
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
 impl Slot {
-    /// A request head has arrived: no deadline while it is served. Also for a connection
-    /// that turned out to be HTTP/2, whose streams have no head deadline.
+    /// A request head has arrived: the connection is not waiting while it is served. Also
+    /// called once for a connection that turned out to be HTTP/2, whose streams have no
+    /// head deadline (it then never counts as waiting).
     pub(crate) fn busy(&self) {
-        self.deadline.store(NONE, Ordering::Relaxed);
+        self.step(1);
     }
 
-    /// The connection now waits for a request head: it must arrive within the timeout.
+    /// A response has been sent (its body dropped).
     pub(crate) fn arm(&self) {
-        let shared = &self.shared;
-        let now = shared.now.load(Ordering::Relaxed);
-        self.deadline
-            .store(now + shared.header_timeout + shared.tick, Ordering::Relaxed);
+        self.step(u64::MAX); // -1, wrapping
+    }
+
+    /// Moves `in_flight` by `delta` and bumps the generation. Only the connection's own
+    /// task calls this, so plain loads and stores suffice.
+    fn step(&self, delta: u64) {
+        let in_flight = self.in_flight.load(Ordering::Relaxed).wrapping_add(delta);
+        self.in_flight.store(in_flight, Ordering::Relaxed);
+        let generation = self.generation.load(Ordering::Relaxed).wrapping_add(1);
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// For the sweeper at `now`: nothing in flight, and no change for `timeout` since it
+    /// first saw this state.
+    fn stalled(&self, now: u64, timeout: u64) -> bool {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.in_flight.load(Ordering::Relaxed) != 0 {
+            self.seen.store(UNSEEN, Ordering::Relaxed);
+            return false;
+        }
+        if self.seen.load(Ordering::Relaxed) != generation {
+            self.seen.store(generation, Ordering::Relaxed);
+            self.seen_at.store(now, Ordering::Relaxed);
+            return false;
+        }
+        now.saturating_sub(self.seen_at.load(Ordering::Relaxed)) >= timeout
     }
 
     fn set_state(&self, state: u8) {

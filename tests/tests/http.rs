@@ -742,6 +742,44 @@ async fn slow_client_is_cut_off_by_header_read_timeout() {
     assert_eq!(server.get("/hello").await.status, StatusCode::OK);
 }
 
+/// The head deadline restarts with every response: a keep-alive client that sends a
+/// request every 200 ms (under the 300 ms timeout) keeps its connection for well over a
+/// second, and a request that took longer than the timeout to answer does not count
+/// against the next head either.
+#[tokio::test]
+async fn keep_alive_requests_under_the_timeout_keep_the_connection() {
+    // `/slow` answers after 500 ms.
+    let server = start().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    let mut answered = 0;
+    for path in [
+        "/hello", "/slow", "/hello", "/hello", "/hello", "/hello", "/hello", "/hello",
+    ] {
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&response).contains("\r\n\r\n")
+            || !response.ends_with(b"slow done") && !response.ends_with(b"hello world")
+        {
+            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut chunk))
+                .await
+                .expect("an answer in time")
+                .unwrap();
+            assert!(n > 0, "connection closed after {answered} answers");
+            response.extend_from_slice(&chunk[..n]);
+        }
+        assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(answered, 8);
+    assert!(started.elapsed() > Duration::from_millis(1_500));
+}
+
 /// HTTP/1-only: a client that connects and sends nothing at all is also closed after
 /// `header_read_timeout`.
 #[tokio::test]
