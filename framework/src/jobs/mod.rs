@@ -19,7 +19,7 @@
 //! says loudly at start-up.
 //!
 //! Jobs reach sessions through [`SessionManager::open_ref`](crate::SessionManager::open_ref)
-//! ([`JobContext::session`]), with the [`SessionRef`](crate::SessionRef) they were queued
+//! ([`JobContext::session`]), with the [`SessionRef`] they were queued
 //! with (the id's hash: no credential sits in the queue): the same actor as requests, so a
 //! job's writes and concurrent requests' writes are merged, and a job never recreates a
 //! session that was logged out.
