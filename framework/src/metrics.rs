@@ -10,7 +10,7 @@
 //!
 //! The labels of a request are a static method name, the route *pattern* (never the raw
 //! path, which would let clients create series at will) and the status. Each route keeps the
-//! series it has used ([`RouteSeries`]), so recording a request costs a counter increment
+//! series it has used (`RouteSeries`), so recording a request costs a counter increment
 //! and a histogram update, with no hashing of labels.
 
 use std::fmt::Write as _;

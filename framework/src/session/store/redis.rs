@@ -396,11 +396,13 @@ impl SessionStore for RedisStore {
         })
     }
 
-    /// New sessions go out in batches ([`Batcher`]): one `EVALSHA` of [`NEW_RECORDS`] stores
-    /// every record that arrived while the previous one was in flight, each with `HSET` and
-    /// `PEXPIRE` together, so no record is ever stored without a TTL. A script call costs
-    /// Redis more than the two commands in it; shared by a batch, it costs less than one
-    /// `MULTI`/`HSET`/`PEXPIRE`/`EXEC` per session, and the client one command and reply.
+    /// New sessions go out in batches (`batch::Batcher`): one `EVALSHA` of `NEW_RECORDS`
+    /// stores every record that arrived while the previous batch was in flight, each with
+    /// `HSET` and `PEXPIRE` together, so no record is ever stored without a TTL. Redis
+    /// spends about as much per session as it would alone (most of the price is the two
+    /// calls inside, not the script call), but the client sends one command and reads one
+    /// reply per batch, where `MULTI`/`HSET`/`PEXPIRE`/`EXEC` costs it four commands and
+    /// five replies per session.
     fn create<'a>(
         &'a self,
         key: &'a StoreKey,
