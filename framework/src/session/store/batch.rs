@@ -1,8 +1,9 @@
 //! Group writes: what arrives while one write is in flight goes out together in the next.
 //!
 //! A new session is stored before its first response, so every new session waits for one
-//! Redis write. Sent one by one, each costs Redis a script call (most of its price is the
-//! call, not the two commands inside) and the client a command and a reply. A [`Batcher`]
+//! Redis write. Sent one by one, each costs the client a command to encode, a trip through
+//! the connection's driver and a reply to parse, and Redis a script call to set up. A
+//! [`Batcher`]
 //! lets whichever caller arrives first *lead*: it writes its own item with everything
 //! already waiting, answers the others, and hands the lead to the first caller that queued
 //! up meanwhile. No task is spawned and no timer waits for a batch to fill: a lone caller
