@@ -418,7 +418,7 @@ impl AppContext {
     }
 
     /// Routes `req` and starts its controller (a future, not yet polled), or answers at
-    /// once (404, 405); with the route's metric series when one matched. Routing is not
+    /// once (404, 405); with the matched route's index, if any. Routing is not
     /// part of the awaited future, which keeps that future small: hyper moves it into place
     /// on every request.
     fn start(&self, mut req: Request) -> (Routed, Option<usize>) {

@@ -73,8 +73,8 @@ pub(crate) struct Slot {
     in_flight: AtomicU64,
     /// Bumped on every change of `in_flight`.
     generation: AtomicU64,
-    /// The sweeper's own: the generation it last saw, and when it first saw it (by
-    /// `sweep_started`'s clock, in milliseconds).
+    /// The sweeper's own: the generation it last saw, and when it first saw it
+    /// (milliseconds since the sweeper started).
     seen: AtomicU64,
     seen_at: AtomicU64,
     state: AtomicU8,
@@ -280,8 +280,8 @@ impl Slot {
     }
 }
 
-/// A response body that re-arms its connection's head deadline once hyper has sent it (and
-/// dropped it): the wait for the next request starts then.
+/// A response body that tells its connection's slot, when hyper drops it once sent, that
+/// the request is done: the wait for the next request head starts then.
 pub(crate) struct Armed {
     pub(crate) body: crate::Body,
     pub(crate) slot: Option<Arc<Slot>>,

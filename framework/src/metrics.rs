@@ -64,9 +64,8 @@ pub(crate) fn seconds_histogram() -> Histogram {
 const LATENCY_BUCKETS: usize = 16;
 
 /// A request-latency histogram that records with two relaxed atomic additions and no lock
-/// (`prometheus-client`'s histogram takes a mutex on every observation, which every request
-/// would then contend for). Encoded as an ordinary Prometheus histogram with the buckets
-/// of [`seconds_histogram`].
+/// (`prometheus-client`'s histogram takes a mutex on every observation). Encoded as an
+/// ordinary Prometheus histogram with the buckets of [`seconds_histogram`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Latency(Arc<LatencyInner>);
 
