@@ -38,6 +38,7 @@ const WRITE_COMMANDS: &[&str] = &[
     "setex",
     "psetex",
     "rename",
+    "restore",
     "renamenx",
     "flushall",
     "flushdb",

@@ -931,17 +931,16 @@ mod redis_only {
         assert_eq!(redis.dbsize().await, 0);
     }
 
-    /// New sessions created at once share script calls (one leader writes what queued up
-    /// behind it), and each still ends up complete, with its own data and a TTL.
+    /// One command's answer as text (a status or a bulk string).
+    async fn text(redis: &RedisServer, args: &[&str]) -> String {
+        redis::from_redis_value(redis.cmd(args).await).expect("a text answer")
+    }
+
+    /// New sessions created at once all end up complete, each with its own data and a
+    /// TTL, each stored by one `RESTORE` (pipelined in batches), no script involved.
     #[tokio::test]
-    async fn concurrent_creations_share_script_calls() {
+    async fn concurrent_creations_are_each_restored_whole() {
         let (redis, store) = redis_store().await;
-        // Warm-up: the script is loaded once.
-        store
-            .create(&new_key(), &Delta::default(), TTL, T0)
-            .await
-            .unwrap();
-        redis.reset_stats().await;
         let store = std::sync::Arc::new(store);
         let keys: Vec<StoreKey> = (0..200).map(|_| new_key()).collect();
         let creations = keys.iter().enumerate().map(|(i, key)| {
@@ -955,16 +954,9 @@ mod redis_only {
         for creation in futures_util::future::join_all(creations).await {
             creation.unwrap().unwrap();
         }
-        let calls = redis
-            .command_stats()
-            .await
-            .get("evalsha")
-            .copied()
-            .unwrap_or(0);
-        assert!(
-            (1..200).contains(&calls),
-            "{calls} script calls for 200 sessions"
-        );
+        let stats = redis.command_stats().await;
+        assert_eq!(stats.get("restore"), Some(&200), "{stats:?}");
+        assert_eq!(stats.get("evalsha"), None, "{stats:?}");
         for (i, key) in keys.iter().enumerate() {
             let stored = record(&*store, key).await;
             let value = format!("user-{i}");
@@ -976,6 +968,98 @@ mod redis_only {
             let ttl = redis.ttl_ms(key.as_str()).await;
             assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
         }
+    }
+
+    /// A restored record is an ordinary hash: the fields a script would have written,
+    /// Redis's compact encoding when small, and values of every length (one byte, over
+    /// 64 bytes, over 16 KiB) byte for byte.
+    #[tokio::test]
+    async fn a_restored_record_is_a_plain_hash() {
+        let (redis, store) = redis_store().await;
+        let small = new_key();
+        store
+            .create(&small, &delta(&[("a", b"\x01")], &[]), TTL, T0)
+            .await
+            .unwrap();
+        let now = T0.to_string();
+        let expected: Vec<(String, Vec<u8>)> = [
+            ("_c", now.as_bytes()),
+            ("_r", now.as_bytes()),
+            ("_v", &b"1"[..]),
+            ("d:a", b"\x01"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_vec()))
+        .collect();
+        assert_eq!(redis.hgetall(small.as_str()).await, expected);
+        assert_eq!(text(&redis, &["TYPE", small.as_str()]).await, "hash");
+        assert_eq!(
+            text(&redis, &["OBJECT", "ENCODING", small.as_str()]).await,
+            "listpack"
+        );
+
+        let large = new_key();
+        let medium: Vec<u8> = (0..200u8).collect();
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let d = delta(&[("medium", &medium), ("big", &big)], &[]);
+        store.create(&large, &d, TTL, T1).await.unwrap();
+        let stored = record(&store, &large).await;
+        assert_eq!(stored.data, data(&[("medium", &medium), ("big", &big)]));
+        assert_eq!((stored.version, stored.created), (1, T1));
+        let ttl = redis.ttl_ms(large.as_str()).await;
+        assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+        // Later commits work on it as on any record.
+        let committed = store
+            .commit(&large, &delta(&[("a", b"A")], &["big"]), 1, TTL, T1)
+            .await
+            .unwrap();
+        assert_eq!(committed, Commit::Done { version: 2 });
+        let stored = record(&store, &large).await;
+        assert_eq!(stored.data, data(&[("medium", &medium), ("a", b"A")]));
+    }
+
+    /// Where the server refuses `RESTORE` (here an ACL user without it), new sessions are
+    /// stored by the script instead: the refused one too, and every later one without
+    /// asking again.
+    #[tokio::test]
+    async fn without_restore_new_sessions_use_the_script() {
+        let redis = RedisServer::start().await;
+        redis
+            .cmd(&[
+                "ACL", "SETUSER", "app", "on", ">secret", "~*", "&*", "+@all", "-restore",
+            ])
+            .await;
+        let mut config = redis.pool_config(PREFIX);
+        config.username = Some("app".into());
+        config.password = Some("secret".into());
+        let store = RedisStore::new(RedisPool::new(&config).await.unwrap());
+        let keys: Vec<StoreKey> = (0..3).map(|_| new_key()).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let d = delta(&[("n", &[i as u8])], &[]);
+            store.create(key, &d, TTL, T0).await.unwrap();
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let stored = record(&store, key).await;
+            assert_eq!(stored.data, data(&[("n", &[i as u8])]));
+            assert_eq!(stored.version, 1);
+            let ttl = redis.ttl_ms(key.as_str()).await;
+            assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+        }
+        let info = text(&redis, &["INFO", "commandstats"]).await;
+        let restore = info
+            .lines()
+            .find(|l| l.starts_with("cmdstat_restore:"))
+            .unwrap_or_default();
+        assert!(
+            restore.contains("calls=0,"),
+            "refused before it ran: {restore}"
+        );
+        assert!(
+            restore.contains("rejected_calls=1,"),
+            "asked once: {restore}"
+        );
+        let stats = redis.command_stats().await;
+        assert!(stats.get("evalsha").copied().unwrap_or(0) >= 3, "{stats:?}");
     }
 
     /// The harness itself: a restarted server is on the same port, empty, and a dropped one

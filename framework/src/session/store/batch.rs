@@ -1,17 +1,21 @@
-//! Group writes: what arrives while one write is in flight goes out together in the next.
+//! Group writes: the items that are ready together go out together.
 //!
 //! A new session is stored before its first response, so every new session waits for one
 //! Redis write. Sent one by one, each costs the client a command to encode, a trip through
-//! the connection's driver and a reply to parse, and Redis a script call to set up. A
-//! [`Batcher`] lets whichever caller arrives first *lead*: it writes its own item with
-//! everything already waiting, answers the others, and hands the lead to the first caller
-//! that queued up meanwhile. No task is spawned and no timer waits for a batch to fill: a lone caller
-//! writes at once, as before, and under load the batches grow by themselves.
+//! the connection's driver and a reply to parse. A [`Batcher`] lets whichever caller comes
+//! first *open* a batch and yield once to the scheduler (after the runtime has polled for
+//! I/O), so that the requests that are ready at that moment, each about to store its own
+//! new session, join it; then it writes them all, answers the others, and the next caller
+//! opens the next batch. Batches never wait for one another: one is gathered while earlier
+//! ones are still in flight, and they pipeline on the connection. No task is spawned and no
+//! timer waits for a batch to fill: a lone caller writes after one yield, and under load the
+//! batches grow by themselves.
 //!
-//! A leader that is dropped mid-write (its client went away, its request timed out) drops
-//! the replies of its batch, and each of those callers simply runs again, so no caller
-//! waits for an answer that will never come. Items must therefore be safe to write twice:
-//! the dropped write may have reached the store.
+//! A leader that is dropped while gathering hands its batch to the first caller that joined
+//! it. One dropped mid-write (its client went away, its request timed out) drops the replies
+//! of its batch, and each of those callers simply runs again, so no caller waits for an
+//! answer that will never come. Items must therefore be safe to write twice: the dropped
+//! write may have reached the store.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,47 +26,46 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 
-/// What a waiting caller hears.
+/// What a caller that joined a batch hears.
 enum Turn {
-    /// Its item was written (or not) in someone else's batch.
+    /// Its item was written (or not) with the batch.
     Done(Result<(), StoreError>),
-    /// It leads now.
+    /// It leads the open batch now (its leader went away, or the batch overflowed).
     Lead,
 }
 
 type Reply = oneshot::Sender<Turn>;
 
-/// Batches in flight at once. With two, a batch need not wait a whole round trip behind a
-/// slow one; on /bench/new one, two and four leaders measured the same within the noise.
-const LEADERS: usize = 2;
+/// The most items one write carries; the rest form the next batch at once.
+const MAX_BATCH: usize = 128;
 
-/// Queues items of type `T` for group writes.
+/// Gathers items of type `T` for group writes.
 pub(crate) struct Batcher<T> {
     state: Mutex<State<T>>,
 }
 
 struct State<T> {
-    /// Each caller's item (shared: the caller keeps it to run again if its batch's leader
-    /// is dropped) and reply.
-    waiting: VecDeque<(Arc<T>, Reply)>,
-    /// Callers writing a batch now, or just handed the lead: at most [`LEADERS`].
-    leading: usize,
+    /// A batch is gathering: callers join it instead of opening their own.
+    open: bool,
+    /// The items that joined the open batch (shared: a caller keeps its item to run again
+    /// if its batch's leader is dropped mid-write), with their replies.
+    joined: VecDeque<(Arc<T>, Reply)>,
 }
 
 impl<T> Default for Batcher<T> {
     fn default() -> Self {
         Self {
             state: Mutex::new(State {
-                waiting: VecDeque::new(),
-                leading: 0,
+                open: false,
+                joined: VecDeque::new(),
             }),
         }
     }
 }
 
 impl<T> Batcher<T> {
-    /// Writes `item` with `write`, together with the items of concurrent callers, and
-    /// returns the outcome of the write that carried it.
+    /// Writes `item` with `write`, together with the items of the callers that are ready
+    /// at the same moment, and returns the outcome of the write that carried it.
     ///
     /// # Errors
     ///
@@ -72,69 +75,115 @@ impl<T> Batcher<T> {
         F: Fn(Vec<Arc<T>>) -> Fut,
         Fut: Future<Output = Result<(), StoreError>>,
     {
+        self.run_gathering(item, write, tokio::task::yield_now)
+            .await
+    }
+
+    /// [`run`](Self::run), with `gather` as the leader's wait for others to join.
+    async fn run_gathering<F, Fut, G, GFut>(
+        &self,
+        item: T,
+        write: F,
+        gather: G,
+    ) -> Result<(), StoreError>
+    where
+        F: Fn(Vec<Arc<T>>) -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+        G: Fn() -> GFut,
+        GFut: Future<Output = ()>,
+    {
         let item = Arc::new(item);
         loop {
             let answer = {
                 let mut state = self.state.lock();
-                if state.leading >= LEADERS {
+                if state.open {
                     let (reply, answer) = oneshot::channel();
-                    state.waiting.push_back((item.clone(), reply));
+                    state.joined.push_back((item.clone(), reply));
                     Some(answer)
                 } else {
-                    state.leading += 1;
+                    state.open = true;
                     None
                 }
             };
-            if let Some(answer) = answer {
-                match answer.await {
+            let opened = match answer {
+                None => {
+                    let opened = Opened { batcher: self };
+                    gather().await;
+                    opened
+                }
+                Some(answer) => match answer.await {
                     Ok(Turn::Done(outcome)) => return outcome,
-                    Ok(Turn::Lead) => {}
+                    // Gathered already: write at once.
+                    Ok(Turn::Lead) => Opened { batcher: self },
                     // The leader of its batch was dropped mid-write: run again.
                     Err(_) => continue,
-                }
-            }
-            return self.lead(item, &write).await;
+                },
+            };
+            return self.write(item, opened, &write).await;
         }
     }
 
-    /// Writes `own` with everything waiting (taking their replies), answers them, and
-    /// passes the lead on (also when dropped mid-write).
-    async fn lead<F, Fut>(&self, own: Arc<T>, write: &F) -> Result<(), StoreError>
+    /// Closes the open batch, writes `own` with what joined it (taking their replies), and
+    /// answers them.
+    async fn write<F, Fut>(
+        &self,
+        own: Arc<T>,
+        opened: Opened<'_, T>,
+        write: &F,
+    ) -> Result<(), StoreError>
     where
         F: Fn(Vec<Arc<T>>) -> Fut,
         Fut: Future<Output = Result<(), StoreError>>,
     {
-        let lead = Leading { batcher: self };
         let mut items = vec![own];
         let mut replies = Vec::new();
-        for (item, reply) in self.state.lock().waiting.drain(..) {
-            items.push(item);
-            replies.push(reply);
+        {
+            let mut state = self.state.lock();
+            let take = state.joined.len().min(MAX_BATCH - 1);
+            for (item, reply) in state.joined.drain(..take) {
+                items.push(item);
+                replies.push(reply);
+            }
+            // What did not fit stays open, led by its first caller; otherwise it closes.
+            hand_on(&mut state);
         }
+        opened.closed();
         let outcome = write(items).await;
         for reply in replies {
             drop(reply.send(Turn::Done(outcome.clone())));
         }
-        drop(lead);
         outcome
     }
 }
 
-/// The lead, held while a batch is written; dropping it passes the lead on.
-struct Leading<'a, T> {
+/// Passes the open batch to the first caller still waiting in it, or closes it when there
+/// is none.
+fn hand_on<T>(state: &mut State<T>) {
+    while let Some((_, reply)) = state.joined.pop_front() {
+        // A caller that gave up waiting is skipped.
+        if reply.send(Turn::Lead).is_ok() {
+            return;
+        }
+    }
+    state.open = false;
+}
+
+/// The lead of the open batch, held until the batch is closed; dropped before that (the
+/// leader went away while gathering), it hands the batch on.
+struct Opened<'a, T> {
     batcher: &'a Batcher<T>,
 }
 
-impl<T> Drop for Leading<'_, T> {
+impl<T> Opened<'_, T> {
+    /// The batch was closed (and handed on if it overflowed): nothing left to do.
+    fn closed(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl<T> Drop for Opened<'_, T> {
     fn drop(&mut self) {
-        let mut state = self.batcher.state.lock();
-        while let Some((_, reply)) = state.waiting.pop_front() {
-            // A caller that gave up waiting is skipped.
-            if reply.send(Turn::Lead).is_ok() {
-                return;
-            }
-        }
-        state.leading -= 1;
+        hand_on(&mut self.batcher.state.lock());
     }
 }
 
@@ -146,25 +195,61 @@ mod tests {
     use super::*;
     use crate::handler::BoxFuture;
 
-    /// A write that takes a little while and records the size of every batch.
-    fn recording(
-        sizes: &Arc<Mutex<Vec<usize>>>,
-        fail: bool,
-    ) -> impl Fn(Vec<Arc<u32>>) -> BoxFuture<'static, Result<(), StoreError>> + Clone {
-        let sizes = sizes.clone();
-        move |items: Vec<Arc<u32>>| {
-            let sizes = sizes.clone();
-            let n = items.len();
+    type Write =
+        Arc<dyn Fn(Vec<Arc<u32>>) -> BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
+
+    /// A write that takes a little while and records each batch; it never finishes a batch
+    /// that holds an item in `hang`, and fails every batch when `fail`.
+    fn recording(batches: &Arc<Mutex<Vec<Vec<u32>>>>, fail: bool, hang: &'static [u32]) -> Write {
+        let batches = batches.clone();
+        Arc::new(move |items: Vec<Arc<u32>>| {
+            let batches = batches.clone();
+            let items: Vec<u32> = items.iter().map(|i| **i).collect();
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                sizes.lock().push(n);
+                if items.iter().any(|i| hang.contains(i)) {
+                    std::future::pending::<()>().await;
+                }
+                batches.lock().push(items);
                 if fail {
                     Err(StoreError::Unavailable("down".into()))
                 } else {
                     Ok(())
                 }
             })
-        }
+        })
+    }
+
+    fn spawn(
+        batcher: &Arc<Batcher<u32>>,
+        write: &Write,
+        item: u32,
+        gather: Option<Arc<tokio::sync::Notify>>,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let (batcher, write) = (batcher.clone(), write.clone());
+        tokio::spawn(async move {
+            let gather = move || {
+                let gather = gather.clone();
+                async move {
+                    match gather {
+                        Some(release) => release.notified().await,
+                        None => tokio::task::yield_now().await,
+                    }
+                }
+            };
+            batcher
+                .run_gathering(item, |items| write(items), gather)
+                .await
+        })
+    }
+
+    fn closed(batcher: &Batcher<u32>) -> bool {
+        let state = batcher.state.lock();
+        !state.open && state.joined.is_empty()
+    }
+
+    fn pause() -> tokio::time::Sleep {
+        tokio::time::sleep(Duration::from_millis(20))
     }
 
     /// 100 concurrent callers are all answered, every item is written exactly once, and
@@ -172,33 +257,63 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_items_share_writes() {
         let batcher = Arc::new(Batcher::<u32>::default());
-        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let write = recording(&batches, false, &[]);
         let callers: Vec<_> = (0..100)
             .map(|i| {
-                let (batcher, write) = (batcher.clone(), recording(&sizes, false));
-                tokio::spawn(async move { batcher.run(i, write).await })
+                let (batcher, write) = (batcher.clone(), write.clone());
+                tokio::spawn(async move { batcher.run(i, |items| write(items)).await })
             })
             .collect();
         for caller in callers {
             caller.await.expect("no panic").expect("written");
         }
-        let sizes = sizes.lock();
-        assert_eq!(sizes.iter().sum::<usize>(), 100);
-        assert!(sizes.len() < 50, "{sizes:?}");
-        assert_eq!(batcher.state.lock().leading, 0);
+        let batches = batches.lock();
+        let mut written: Vec<u32> = batches.iter().flatten().copied().collect();
+        written.sort_unstable();
+        assert_eq!(written, (0..100).collect::<Vec<_>>());
+        assert!(batches.len() < 50, "{batches:?}");
+        assert!(closed(&batcher));
     }
 
-    /// A failed write fails every caller of its batch, and the next caller leads afresh.
+    /// A lone caller writes on its own and is answered.
+    #[tokio::test]
+    async fn a_lone_caller_writes_alone() {
+        let batcher = Arc::new(Batcher::<u32>::default());
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let write = recording(&batches, false, &[]);
+        batcher.run(7, |items| write(items)).await.expect("written");
+        batcher.run(8, |items| write(items)).await.expect("written");
+        assert_eq!(*batches.lock(), vec![vec![7], vec![8]]);
+        assert!(closed(&batcher));
+    }
+
+    /// A batch in flight does not hold up the next one: it is gathered and written while
+    /// the first is still unanswered.
+    #[tokio::test]
+    async fn batches_do_not_wait_for_one_another() {
+        let batcher = Arc::new(Batcher::<u32>::default());
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let write = recording(&batches, false, &[1]);
+        let first = spawn(&batcher, &write, 1, None);
+        pause().await;
+        tokio::time::timeout(Duration::from_secs(5), spawn(&batcher, &write, 2, None))
+            .await
+            .expect("not held up by the batch in flight")
+            .expect("no panic")
+            .expect("written");
+        assert!(!first.is_finished());
+        assert_eq!(*batches.lock(), vec![vec![2]]);
+        first.abort();
+    }
+
+    /// A failed write fails every caller of its batch, and the next caller opens afresh.
     #[tokio::test]
     async fn a_failed_write_fails_its_whole_batch() {
         let batcher = Arc::new(Batcher::<u32>::default());
-        let sizes = Arc::new(Mutex::new(Vec::new()));
-        let callers: Vec<_> = (0..5)
-            .map(|i| {
-                let (batcher, write) = (batcher.clone(), recording(&sizes, true));
-                tokio::spawn(async move { batcher.run(i, write).await })
-            })
-            .collect();
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let write = recording(&batches, true, &[]);
+        let callers: Vec<_> = (0..5).map(|i| spawn(&batcher, &write, i, None)).collect();
         for caller in callers {
             let outcome = caller.await.expect("no panic");
             assert!(
@@ -206,69 +321,87 @@ mod tests {
                 "{outcome:?}"
             );
         }
-        assert_eq!(sizes.lock().iter().sum::<usize>(), 5);
-        let sizes = Arc::new(Mutex::new(Vec::new()));
+        assert_eq!(*batches.lock(), vec![vec![0, 1, 2, 3, 4]]);
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let write = recording(&batches, false, &[]);
         batcher
-            .run(9, recording(&sizes, false))
+            .run(9, |items| write(items))
             .await
             .expect("a later write succeeds");
+        assert!(closed(&batcher));
     }
 
     /// When a leader is dropped mid-write, the other callers of its batch run again: they
     /// are written and answered, none is lost.
     #[tokio::test]
-    async fn a_dropped_leader_passes_its_batch_on() {
+    async fn a_leader_dropped_mid_write_lets_its_batch_run_again() {
         let batcher = Arc::new(Batcher::<u32>::default());
-        let written = Arc::new(Mutex::new(Vec::new()));
-        let release = Arc::new(tokio::sync::Notify::new());
-        // Item 100 waits for `release`; 1 and 101.. never finish (their leaders are dropped).
-        let write = {
-            let (written, release) = (written.clone(), release.clone());
-            move |items: Vec<Arc<u32>>| {
-                let (written, release) = (written.clone(), release.clone());
-                let items: Vec<u32> = items.iter().map(|i| **i).collect();
-                Box::pin(async move {
-                    if items.contains(&100) {
-                        release.notified().await;
-                    }
-                    if items.iter().any(|&i| i == 1 || i > 100) {
-                        std::future::pending::<()>().await;
-                    }
-                    written.lock().extend(items);
-                    Ok(())
-                }) as BoxFuture<'static, _>
-            }
-        };
-        let spawn = |item: u32| {
-            let (batcher, write) = (batcher.clone(), write.clone());
-            tokio::spawn(async move { batcher.run(item, write).await })
-        };
-        let pause = || tokio::time::sleep(Duration::from_millis(20));
-        // Every lead taken: by 100, and by writes that never end.
-        let first = spawn(100);
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        // Batches holding 1 never finish.
+        let write = recording(&batches, false, &[1]);
+        let first = spawn(&batcher, &write, 1, None);
+        let second = spawn(&batcher, &write, 2, None);
         pause().await;
-        let stuck: Vec<_> = (1..LEADERS).map(|i| spawn(100 + i as u32)).collect();
-        pause().await;
-        let (second, third) = (spawn(1), spawn(2));
-        pause().await;
-        // 100's write ends; the lead goes to the second caller, whose batch (with the
-        // third's item) never finishes: drop that leader.
-        release.notify_one();
-        first.await.expect("no panic").expect("written");
-        pause().await;
-        second.abort();
-        assert!(second.await.expect_err("aborted").is_cancelled());
-        tokio::time::timeout(Duration::from_secs(5), third)
+        assert!(closed(&batcher), "the batch of 1 and 2 is being written");
+        first.abort();
+        assert!(first.await.expect_err("aborted").is_cancelled());
+        tokio::time::timeout(Duration::from_secs(5), second)
             .await
             .expect("answered after its leader was dropped")
             .expect("no panic")
             .expect("written");
-        // The third item went out with the second (dropped), then again on its own.
-        assert_eq!(*written.lock(), vec![100, 2]);
-        for task in stuck {
-            task.abort();
-            assert!(task.await.expect_err("aborted").is_cancelled());
+        assert_eq!(*batches.lock(), vec![vec![2]]);
+        assert!(closed(&batcher));
+    }
+
+    /// A leader dropped while its batch is still gathering hands the batch to the first
+    /// caller that joined, which writes it with the rest.
+    #[tokio::test]
+    async fn a_leader_dropped_while_gathering_hands_its_batch_on() {
+        let batcher = Arc::new(Batcher::<u32>::default());
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let write = recording(&batches, false, &[]);
+        let never = Arc::new(tokio::sync::Notify::new());
+        let first = spawn(&batcher, &write, 1, Some(never));
+        pause().await;
+        let others: Vec<_> = (2..5).map(|i| spawn(&batcher, &write, i, None)).collect();
+        pause().await;
+        assert!(batches.lock().is_empty(), "still gathering");
+        first.abort();
+        assert!(first.await.expect_err("aborted").is_cancelled());
+        for other in others {
+            tokio::time::timeout(Duration::from_secs(5), other)
+                .await
+                .expect("answered")
+                .expect("no panic")
+                .expect("written");
         }
-        assert_eq!(batcher.state.lock().leading, 0);
+        assert_eq!(*batches.lock(), vec![vec![2, 3, 4]]);
+        assert!(closed(&batcher));
+    }
+
+    /// More callers than one write carries are split into full batches, each item once.
+    #[tokio::test]
+    async fn an_overflowing_batch_is_split() {
+        let batcher = Arc::new(Batcher::<u32>::default());
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let write = recording(&batches, false, &[]);
+        let release = Arc::new(tokio::sync::Notify::new());
+        let first = spawn(&batcher, &write, 0, Some(release.clone()));
+        pause().await;
+        let mut callers: Vec<_> = (1..300).map(|i| spawn(&batcher, &write, i, None)).collect();
+        pause().await;
+        release.notify_one();
+        callers.push(first);
+        for caller in callers {
+            caller.await.expect("no panic").expect("written");
+        }
+        let batches = batches.lock();
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![MAX_BATCH, MAX_BATCH, 300 - 2 * MAX_BATCH]);
+        let mut written: Vec<u32> = batches.iter().flatten().copied().collect();
+        written.sort_unstable();
+        assert_eq!(written, (0..300).collect::<Vec<_>>());
+        assert!(closed(&batcher));
     }
 }

@@ -9,6 +9,7 @@
 //! [`MemoryStore`] (in-process, for development and tests).
 
 mod batch;
+mod dump;
 mod memory;
 mod redis;
 

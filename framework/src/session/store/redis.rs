@@ -4,10 +4,12 @@
 //! bytes), `_v` the version, `_c` the creation time, `_r` the last expiry refresh (Unix
 //! seconds) and `_t` the token of the last commit (absent until the first). Commits are Lua
 //! scripts (sent as one EVALSHA each), so a commit checks the version, applies the delta,
-//! bumps the version and sets the TTL atomically; a new session, which no other writer can
-//! know yet, is stored by a leaner script without the checks. Reads are plain commands:
-//! `HGET _v`, and `HGETALL` only when the version moved.
+//! bumps the version and sets the TTL atomically. A new session, which no other writer can
+//! know yet, needs no checks: it is stored by `RESTORE` of the whole hash with its TTL (one
+//! plain command, see [`dump`](super::dump)), or, where the server refuses that, by a lean
+//! script. Reads are plain commands: `HGET _v`, and `HGETALL` only when the version moved.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +17,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Script, Value};
 
 use super::batch::Batcher;
+use super::dump;
 use super::{Commit, Delta, Loaded, Record, SessionStore, StoreError};
 use crate::handler::BoxFuture;
 use crate::redis_pool::{PoolError, RedisFailure, RedisPool};
@@ -83,6 +86,7 @@ return 1
 ";
 
 /// A new session waiting to be stored.
+#[derive(Debug)]
 struct NewRecord {
     key: StoreKey,
     /// Milliseconds.
@@ -99,6 +103,9 @@ pub struct RedisStore {
     new_records: Script,
     /// New sessions stored together ([`batch`](super::batch)).
     new_batch: Batcher<NewRecord>,
+    /// New sessions are stored by `RESTORE`; cleared for good once the server has refused
+    /// it and the script stored the same records instead.
+    restore: AtomicBool,
     commit: Script,
     touch: Script,
     rename: Script,
@@ -120,6 +127,7 @@ impl RedisStore {
             create: Script::new(CREATE),
             new_records: Script::new(NEW_RECORDS),
             new_batch: Batcher::default(),
+            restore: AtomicBool::new(true),
             commit: Script::new(COMMIT),
             touch: Script::new(TOUCH),
             rename: Script::new(RENAME),
@@ -131,12 +139,77 @@ impl RedisStore {
         &self.pool
     }
 
-    /// Stores `records` (new sessions) in one script call.
+    /// Stores `records` (new sessions): one `RESTORE` each, pipelined, or where the server
+    /// refuses that (an ACL without `@dangerous`, a server that does not read the format),
+    /// one script call for all of them.
     async fn store_new(&self, records: Vec<std::sync::Arc<NewRecord>>) -> Result<(), StoreError> {
+        if !self.restore.load(Ordering::Relaxed) {
+            return self.run_new_records(&records).await;
+        }
+        let Some(refusal) = self.restore_new(&records).await? else {
+            return Ok(());
+        };
+        // Refused: whatever was refused is not stored. Were the script to fail too, the
+        // cause is not RESTORE (out of memory, a read-only replica), so it is tried again.
+        self.run_new_records(&records).await?;
+        if self.restore.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %refusal,
+                "Redis refused RESTORE: new sessions are stored by a script from now on"
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends one `RESTORE` per record in one pipeline; returns the first refusal, if any.
+    async fn restore_new(
+        &self,
+        records: &[std::sync::Arc<NewRecord>],
+    ) -> Result<Option<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for record in records {
+            let now = record.now.to_string();
+            let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(3 + record.fields.len());
+            fields.extend([
+                (&b"_v"[..], &b"1"[..]),
+                (b"_c", now.as_bytes()),
+                (b"_r", now.as_bytes()),
+            ]);
+            fields.extend(
+                record
+                    .fields
+                    .iter()
+                    .map(|(field, value)| (field.as_bytes(), value.as_ref())),
+            );
+            let payload = dump::hash(&fields);
+            pipe.cmd("RESTORE")
+                .arg(record.key.as_str())
+                .arg(record.ttl)
+                .arg(payload);
+        }
+        let pipe = &pipe;
+        let replies: Vec<redis::RedisResult<Value>> = self
+            .attempt(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        // BUSYKEY: the key, drawn at random, exists, so this very write landed before (the
+        // pipeline ran again after a dropped connection, or its batch after a dropped leader).
+        Ok(replies
+            .into_iter()
+            .filter_map(Result::err)
+            .find(|err| err.code() != Some("BUSYKEY"))
+            .map(|err| err.to_string()))
+    }
+
+    /// Stores `records` in one call of the `NEW_RECORDS` script.
+    async fn run_new_records(
+        &self,
+        records: &[std::sync::Arc<NewRecord>],
+    ) -> Result<(), StoreError> {
         let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
         let () = self
             .eval(&self.new_records, &keys, |c| {
-                for record in &records {
+                for record in records {
                     c.arg(record.ttl).arg(record.now).arg(record.fields.len());
                     for (field, value) in &record.fields {
                         c.arg(field.as_str()).arg(value.as_ref());
