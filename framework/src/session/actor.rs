@@ -21,13 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::id::StoreKey;
 use super::manager::Shared;
-use super::registry::{Published, MAILBOX};
+use super::registry::{Board, Published, MAILBOX};
 use super::store::{msgpack_values, unix_now, Commit, Delta, Loaded, Record, StoreError};
 use super::SessionError;
 
@@ -106,6 +105,25 @@ enum Pending {
     },
 }
 
+/// The `Apply` messages of a batch not yet in the published copy: counted down on the
+/// board when they are, or when the batch ends without them.
+struct Unapplied {
+    board: Arc<Board>,
+    count: usize,
+}
+
+impl Unapplied {
+    fn done(&mut self) {
+        self.board.applied(std::mem::take(&mut self.count));
+    }
+}
+
+impl Drop for Unapplied {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 /// The stored record as the actor last saw it.
 #[derive(Default)]
 struct Base {
@@ -123,7 +141,7 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<Box<Msg>>,
     fresh: bool,
     registered: bool,
-    published: Arc<Mutex<Option<Arc<Published>>>>,
+    published: Arc<Board>,
 ) {
     let mut actor = Actor::new(shared.clone(), key, generation, rx, fresh, registered);
     actor.published = published;
@@ -134,7 +152,7 @@ struct Actor {
     shared: Arc<Shared>,
     key: StoreKey,
     /// Shared with every [`ActorRef`]: where the current copy is published for readers.
-    published: Arc<Mutex<Option<Arc<Published>>>>,
+    published: Arc<Board>,
     generation: u64,
     registered: bool,
     rx: mpsc::Receiver<Box<Msg>>,
@@ -242,7 +260,7 @@ impl Actor {
             Some(base) if !self.gone && base.version > 0 => Some(base),
             _ => None,
         };
-        let mut slot = self.published.lock();
+        let mut slot = self.published.copy.lock();
         match (copy, slot.as_ref()) {
             (None, _) => *slot = None,
             (Some(base), Some(p))
@@ -262,7 +280,7 @@ impl Actor {
 
     /// Leaves the registry, serves what is still queued, and makes a last commit.
     async fn finish(&mut self) {
-        *self.published.lock() = None;
+        *self.published.copy.lock() = None;
         if self.registered {
             self.shared.registry.remove(&self.key, self.generation);
         }
@@ -286,6 +304,15 @@ impl Actor {
     }
 
     async fn process(&mut self, batch: Vec<Msg>) {
+        // Counted down however the batch ends: a failed one answers its readers itself.
+        let applies = batch
+            .iter()
+            .filter(|m| matches!(m, Msg::Apply { .. }))
+            .count();
+        let mut unapplied = Unapplied {
+            board: self.published.clone(),
+            count: applies,
+        };
         let held = self.base.as_ref().map(|b| b.version);
         let stale = batch.iter().any(|m| match m {
             Msg::Open {
@@ -314,17 +341,17 @@ impl Actor {
                 return;
             }
         }
-        let applied = batch.iter().any(|m| matches!(m, Msg::Apply { .. }));
         for msg in batch {
             self.handle(msg).await;
         }
-        if self.flush_requested || self.updates.iter().any(|(w, _)| w.is_some()) {
+        if applies > 0 {
             // A request's changes are visible to every later request on this node at once,
             // also while their commit is in flight: a reader that sees the old stored version
             // takes the published copy, so it must already hold them.
-            if applied {
-                self.publish();
-            }
+            self.publish();
+            unapplied.done();
+        }
+        if self.flush_requested || self.updates.iter().any(|(w, _)| w.is_some()) {
             self.commit_pending().await;
         }
         self.publish();
@@ -405,7 +432,7 @@ impl Actor {
                 drop(reply.send(match moved {
                     Ok(true) => {
                         self.gone = true;
-                        *self.published.lock() = None;
+                        *self.published.copy.lock() = None;
                         Ok(())
                     }
                     Ok(false) => Err(SessionError::Gone),
@@ -531,7 +558,7 @@ impl Actor {
 
     fn mark_gone(&mut self) {
         self.gone = true;
-        *self.published.lock() = None;
+        *self.published.copy.lock() = None;
         let dropped = self
             .pending
             .iter()

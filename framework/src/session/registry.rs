@@ -32,9 +32,28 @@ pub(crate) struct ActorRef {
     pub(super) tx: mpsc::Sender<Box<Msg>>,
     /// The actor's current copy, for readers that already know the stored version: they
     /// take it from here instead of a message round trip through the actor's task.
-    pub(super) published: Arc<Mutex<Option<Arc<Published>>>>,
+    pub(super) published: Arc<Board>,
     /// What Redis client-side caching said of the key since the copy was last checked.
     pub(super) stamp: Arc<Stamp>,
+}
+
+/// Where an actor publishes its copy for readers.
+#[derive(Debug, Default)]
+pub(crate) struct Board {
+    pub(super) copy: Mutex<Option<Arc<Published>>>,
+    /// Changes sent to the actor (`Apply`, which nobody waits for) that the copy may not
+    /// hold yet. While there are any, readers ask the actor itself: its mailbox is in
+    /// order, so they see those changes. The actor publishes first and counts down after.
+    pub(super) unapplied: AtomicUsize,
+}
+
+impl Board {
+    /// `n` changes sent are now in the published copy (or were answered otherwise).
+    pub(super) fn applied(&self, n: usize) {
+        if n > 0 {
+            self.unapplied.fetch_sub(n, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A copy of a session as its actor last published it.
@@ -49,21 +68,44 @@ pub(crate) struct Published {
 }
 
 impl ActorRef {
-    /// The actor's last published copy, if any.
+    /// The actor's last published copy, if any and if it holds every change sent to the
+    /// actor so far.
     pub(crate) fn published(&self) -> Option<Arc<Published>> {
-        self.published.lock().clone()
+        if self.published.unapplied.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        self.published.copy.lock().clone()
     }
 
-    /// Sends `msg`; gives it back if the actor has ended.
+    /// Sends `msg`; gives it back if the actor has ended. Changes (`Apply`) are counted on
+    /// the board from now until the actor has published them.
     pub(crate) async fn send(&self, msg: Msg) -> Result<(), Msg> {
-        self.tx.send(Box::new(msg)).await.map_err(|e| *e.0)
+        let counted = self.count(&msg);
+        self.tx.send(Box::new(msg)).await.map_err(|e| {
+            self.published.applied(counted);
+            *e.0
+        })
     }
 
     /// Sends without waiting; gives the message back if the mailbox is full or closed.
     pub(crate) fn try_send(&self, msg: Msg) -> Result<(), Msg> {
-        self.tx.try_send(Box::new(msg)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => *m,
+        let counted = self.count(&msg);
+        self.tx.try_send(Box::new(msg)).map_err(|e| {
+            self.published.applied(counted);
+            match e {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => *m,
+            }
         })
+    }
+
+    /// Counts `msg` as unapplied if it is an `Apply`; returns how many it counted.
+    fn count(&self, msg: &Msg) -> usize {
+        if matches!(msg, Msg::Apply { .. }) {
+            self.published.unapplied.fetch_add(1, Ordering::SeqCst);
+            1
+        } else {
+            0
+        }
     }
 }
 
