@@ -35,6 +35,7 @@ mod connections;
 pub mod extract;
 pub mod handler;
 pub mod jobs;
+mod lanes;
 pub mod metrics;
 pub mod middleware;
 pub mod redis_pool;

@@ -2,8 +2,9 @@
 //!
 //! Connections are served by hyper: HTTP/1.1 with keep-alive, and HTTP/2 (prior knowledge)
 //! when `[http] http2` is on, told apart by peeking at the first bytes. Each connection runs in
-//! its own tokio task and each request in its own future. An accept error (out of file descriptors, say) backs off and retries rather
-//! than ending the loop. On shutdown the listener closes first, in-flight requests finish, and
+//! its own tokio task, on one of the server's lanes (threads with a single-threaded runtime
+//! each, `[http] workers`; see `lanes.rs`), and each request in its own future. An accept
+//! error (out of file descriptors, say) backs off and retries rather than ending the loop. On shutdown the listener closes first, in-flight requests finish, and
 //! then the app's shutdown hooks run (pending session commits), all within
 //! `[http] shutdown_timeout`.
 
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{AppContext, Dispatch};
 use crate::config::HttpConfig;
 use crate::connections::{Armed, Connections, Slot};
+use crate::lanes::Lanes;
 use crate::{App, Body};
 
 /// hyper does not accept a read buffer smaller than this.
@@ -47,9 +49,18 @@ pub async fn bind(http: &HttpConfig) -> io::Result<TcpListener> {
 /// Returns once in-flight requests have finished and the shutdown hooks have run, or when
 /// `[http] shutdown_timeout` has passed (then whatever is still running is logged and dropped).
 ///
+/// Connections are served on `[http] workers` threads of the server's own, each running a
+/// single-threaded runtime, so a request and the tasks it spawns stay on one thread; the
+/// calling runtime runs the accept loop and the app's background work (jobs, the shutdown
+/// hooks). A controller must therefore not block its thread (use
+/// `tokio::task::spawn_blocking`), nor rely on a multi-threaded runtime
+/// (`block_in_place`). With `workers = 0` connections are tasks of the calling runtime.
+/// Dropping the returned future stops the threads and drops what runs on them.
+///
 /// # Errors
 ///
-/// Only when the listener's local address cannot be read; accept errors are retried.
+/// The listener's local address cannot be read, or the worker threads cannot be started;
+/// accept errors are retried.
 ///
 /// # Examples
 ///
@@ -74,7 +85,13 @@ pub async fn serve(
     let sweeper = CancellationToken::new();
     tokio::spawn(connections.sweep(sweeper.clone()));
     let _stop_sweeper = sweeper.drop_guard();
-    tracing::info!(address = %local, "listening");
+    // Declared before the listener's loop and dropped last: the lanes run the actors whose
+    // final commits the shutdown hooks wait for.
+    let lanes = match http.workers {
+        0 => None,
+        count => Some(Lanes::start(count)?),
+    };
+    tracing::info!(address = %local, workers = http.workers, "listening");
 
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
@@ -103,32 +120,11 @@ pub async fn serve(
         // a client that connects and stays silent does not hold a task for long.
         let slot = connections.open();
         let sniff = http.http2;
-        tokio::spawn(async move {
-            let protocol = if sniff {
-                match slot.guard(sniff_protocol(&stream)).await {
-                    Some(Some(protocol)) => protocol,
-                    Some(None) | None => return,
-                }
-            } else {
-                Protocol::Http1
-            };
-            let io = TokioIo::new(stream);
-            let result = match protocol {
-                Protocol::Http1 => {
-                    let service = service(context, Some(slot.clone()));
-                    let conn = builders.http1.serve_connection(io, service);
-                    slot.supervise(conn, |c| c.graceful_shutdown()).await
-                }
-                Protocol::Http2 => {
-                    slot.busy();
-                    let conn = builders.http2.serve_connection(io, service(context, None));
-                    slot.supervise(conn, |c| c.graceful_shutdown()).await
-                }
-            };
-            if let Some(Err(err)) = result {
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-        });
+        let serve = move |stream| connection(stream, sniff, slot, context, builders);
+        match &lanes {
+            Some(lanes) => lanes.spawn(stream, serve),
+            None => drop(tokio::spawn(serve(stream))),
+        }
     }
 
     drop(listener);
@@ -149,6 +145,40 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves one connection: HTTP/1 or (when `sniff`, and the client says so) HTTP/2.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    sniff: bool,
+    slot: Arc<Slot>,
+    context: AppContext,
+    builders: Builders,
+) {
+    let protocol = if sniff {
+        match slot.guard(sniff_protocol(&stream)).await {
+            Some(Some(protocol)) => protocol,
+            Some(None) | None => return,
+        }
+    } else {
+        Protocol::Http1
+    };
+    let io = TokioIo::new(stream);
+    let result = match protocol {
+        Protocol::Http1 => {
+            let service = service(context, Some(slot.clone()));
+            let conn = builders.http1.serve_connection(io, service);
+            slot.supervise(conn, |c| c.graceful_shutdown()).await
+        }
+        Protocol::Http2 => {
+            slot.busy();
+            let conn = builders.http2.serve_connection(io, service(context, None));
+            slot.supervise(conn, |c| c.graceful_shutdown()).await
+        }
+    };
+    if let Some(Err(err)) = result {
+        tracing::debug!(error = %err, "connection ended with an error");
+    }
 }
 
 /// The hyper service of one connection: each request is dispatched to the app. On HTTP/1

@@ -711,12 +711,13 @@ async fn corrupt_record_gives_a_fresh_session() {
 }
 
 /// The pool is lazy: requests that do not touch a session open no Redis connection; the
-/// first session request does.
+/// first session request does. (One worker thread, so that one pool of the worker's serves
+/// every request and the counts are exact.)
 #[tokio::test]
 async fn connections_open_only_when_a_session_is_touched() {
     let redis = RedisServer::start().await;
     let port = redis.port();
-    let config = example_config(port, "");
+    let config = example_config(port, "[http]\nworkers = 1");
 
     // A manager on a lazily built pool, without the start-up ping `from_config` makes.
     let pool = rondo::redis_pool::RedisPool::new(config.session_pool().unwrap())

@@ -215,6 +215,28 @@ async fn remove(session: Session, Path(key): Path<String>) -> Result<String, Ses
     Ok(session.contains(&key).await?.to_string())
 }
 
+/// Reads `n`, then puts the given number under it.
+async fn put_n(session: Session, Path(n): Path<u32>) -> Result<&'static str, SessionError> {
+    session.get::<u32>("n").await?;
+    session.put("n", &n)?;
+    Ok("ok")
+}
+
+async fn get_n(session: Session) -> Result<String, SessionError> {
+    Ok(format!("{:?}", session.get::<u32>("n").await?))
+}
+
+/// The name of the worker thread that serves the request.
+async fn lane() -> String {
+    std::thread::current().name().unwrap_or("?").to_owned()
+}
+
+/// Blocks its worker thread for 300 ms (as a controller must not).
+async fn stall() -> &'static str {
+    std::thread::sleep(Duration::from_millis(300));
+    "stalled"
+}
+
 async fn keys(session: Session) -> Result<Json<Vec<String>>, SessionError> {
     Ok(Json(session.keys().await?))
 }
@@ -270,6 +292,10 @@ async fn custom_app(redis: &RedisServer, extra: &str) -> (SessionManager, TestSe
         .get("/contains/{key}", contains)
         .get("/remove/{key}", remove)
         .get("/keys", keys)
+        .get("/put-n/{n}", put_n)
+        .get("/get-n", get_n)
+        .get("/lane", lane)
+        .get("/stall", stall)
         .get("/framework-keys", framework_keys)
         .get("/clear", clear)
         .get("/wrong-type", wrong_type)
@@ -1000,6 +1026,78 @@ async fn after_response_reads_its_writes_on_one_node() {
         })
         .await
     );
+}
+
+/// One keep-alive HTTP/1.1 connection: `GET path` with a cookie, the body back.
+struct KeepAlive(tokio::io::BufReader<tokio::net::TcpStream>);
+
+impl KeepAlive {
+    async fn open(server: &TestServer) -> Self {
+        Self(tokio::io::BufReader::new(
+            tokio::net::TcpStream::connect(server.addr).await.unwrap(),
+        ))
+    }
+
+    async fn get(&mut self, path: &str, cookie: &str) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let head = format!("GET {path} HTTP/1.1\r\nhost: t\r\ncookie: dmsession={cookie}\r\n\r\n");
+        self.0.get_mut().write_all(head.as_bytes()).await.unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            self.0.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.0.read_exact(&mut body).await.unwrap();
+        String::from_utf8(body).unwrap()
+    }
+}
+
+/// A read on one worker thread right after a write on another sees the write, even while
+/// the thread that runs the session's actor is too busy to have applied it: the reader then
+/// asks the actor and waits, instead of taking the copy the actor published before.
+#[tokio::test]
+async fn reads_see_the_last_write_while_the_actors_thread_is_busy() {
+    let redis = redis().await;
+    let (_manager, server) = custom_app(&redis, "[http]\nworkers = 2").await;
+    let mut jar = Jar::default();
+    assert_eq!(jar.get(&server, "/put-n/0").await.status, StatusCode::OK);
+    let cookie = jar.value.clone().unwrap();
+    // Keep-alive connections until two are on each worker thread.
+    let mut by_lane: HashMap<String, Vec<KeepAlive>> = HashMap::new();
+    for _ in 0..20 {
+        let mut conn = KeepAlive::open(&server).await;
+        let lane = conn.get("/lane", &cookie).await;
+        by_lane.entry(lane).or_default().push(conn);
+        if by_lane.len() == 2 && by_lane.values().all(|c| c.len() >= 2) {
+            break;
+        }
+    }
+    let mut lanes: Vec<Vec<KeepAlive>> = by_lane.into_values().collect();
+    assert!(
+        lanes.len() == 2 && lanes.iter().all(|c| c.len() >= 2),
+        "two connections on each of two threads"
+    );
+    let (mut busy, mut other) = (lanes.remove(0), lanes.remove(0));
+    // The session's actor starts on the first thread, and its copy is checked there.
+    assert_eq!(busy[0].get("/get-n", &cookie).await, "Some(0)");
+    // Block that thread for a while.
+    let mut staller = busy.remove(1);
+    let stall = tokio::spawn(async move { staller.get("/stall", "").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Write and read on the other thread while the actor cannot run.
+    assert_eq!(other[0].get("/put-n/1", &cookie).await, "ok");
+    assert_eq!(other[1].get("/get-n", &cookie).await, "Some(1)");
+    assert!(stall.is_finished(), "the read waited for the busy thread");
+    assert_eq!(stall.await.unwrap(), "stalled");
 }
 
 // ---------------------------------------------------------------------------------------

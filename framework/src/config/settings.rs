@@ -190,6 +190,16 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
     /// `http2`: also serve HTTP/2; default true.
     pub http2: bool,
+    /// `workers`: threads that serve connections, each with a single-threaded runtime of
+    /// its own (a connection stays on the thread that took it), 0..=1024, or `auto`: one
+    /// per CPU (the default). `0` serves connections on the runtime that calls
+    /// [`serve`](crate::serve).
+    pub workers: usize,
+}
+
+/// The number of CPUs this process may run on (1 when that cannot be told).
+pub(crate) fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Default for HttpConfig {
@@ -205,6 +215,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
             http2: true,
+            workers: available_cpus(),
         }
     }
 }

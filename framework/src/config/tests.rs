@@ -88,6 +88,7 @@ body_read_timeout = 2s
 request_timeout = 1m
 shutdown_timeout = 0
 http2 = off
+workers = 3
 [session]
 store = auto
 cookie_name = sid
@@ -128,8 +129,8 @@ cache[host] = cache.internal
     assert_eq!(c.http.body_read_timeout, Duration::from_secs(2));
     assert_eq!(c.http.request_timeout, Duration::from_secs(60));
     assert_eq!(
-        (c.http.shutdown_timeout, c.http.http2),
-        (Duration::ZERO, false)
+        (c.http.shutdown_timeout, c.http.http2, c.http.workers),
+        (Duration::ZERO, false, 3)
     );
     let s = &c.session;
     assert_eq!(
@@ -270,11 +271,37 @@ fn error_lines_and_keys() {
             "[session]\nread_check = always\n",
             "config.ini:2: [session] read_check: expected one of tracking, version, got \"always\"",
         ),
+        (
+            "[http]\nworkers = many\n",
+            "config.ini:2: [http] workers: expected auto or a number of threads in 0..=1024, got \"many\"",
+        ),
+        (
+            "[http]\nworkers = 2000\n",
+            "config.ini:2: [http] workers: expected auto or a number of threads in 0..=1024, got \"2000\"",
+        ),
     ];
     for (text, expected) in cases {
         let text = format!("{text}{POOL}");
         assert_eq!(&err(&text), expected, "for {text:?}");
     }
+}
+
+/// `workers = auto` is one per CPU, as by default; `0` serves on the caller's runtime.
+#[test]
+fn workers_auto_and_zero() -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(HttpConfig::default().workers, cpus);
+    assert_eq!(
+        parse(&format!("[http]\nworkers = auto\n{POOL}"))?
+            .http
+            .workers,
+        cpus
+    );
+    assert_eq!(
+        parse(&format!("[http]\nworkers = 0\n{POOL}"))?.http.workers,
+        0
+    );
+    Ok(())
 }
 
 #[test]

@@ -30,6 +30,7 @@ const HTTP_KEYS: &[&str] = &[
     "request_timeout",
     "shutdown_timeout",
     "http2",
+    "workers",
 ];
 const SESSION_KEYS: &[&str] = &[
     "store",
@@ -221,6 +222,14 @@ fn http(http: &mut HttpConfig, e: &Entry) -> EntryResult {
         "request_timeout" => http.request_timeout = value::positive_duration(v)?,
         "shutdown_timeout" => http.shutdown_timeout = value::duration(v)?,
         "http2" => http.http2 = value::boolean(v)?,
+        "workers" => {
+            http.workers = if v.eq_ignore_ascii_case("auto") {
+                super::settings::available_cpus()
+            } else {
+                value::count(v, 0, 1024)
+                    .map_err(|_| Expected::new("auto or a number of threads in 0..=1024"))?
+            }
+        }
         _ => return Err(EntryError::UnknownKey(HTTP_KEYS)),
     }
     Ok(())

@@ -1,0 +1,132 @@
+//! Threads that serve connections, each on its own single-threaded tokio runtime
+//! (`[http] workers`).
+//!
+//! On a multi-threaded runtime every wake-up may move a task to another thread, and an idle
+//! worker is woken to look for work to steal; with the few, short tasks of a request that
+//! costs more than the request itself (on two cores, a quarter of Rondo's CPU time per
+//! `/bench/new`). A lane keeps a connection, its requests and what they spawn (the actors
+//! of the sessions they open first, hyper's HTTP/2 streams) on one thread, as actix-web and
+//! the Swoole servers do. The accept loop hands each new connection to the lane with the
+//! fewest open ones.
+//!
+//! A lane is a plain thread: a controller that blocks it (heavy computation, blocking I/O)
+//! stalls the other connections on that lane, so such work belongs in
+//! `tokio::task::spawn_blocking`. `workers = 0` serves connections on the runtime that calls
+//! [`serve`](crate::serve) instead.
+//!
+//! Dropping the [`Lanes`] stops them: each runtime then drops what still runs on it.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+thread_local! {
+    /// Whether this thread is a lane.
+    static ON_LANE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is one of a server's lanes.
+pub(crate) fn on_lane() -> bool {
+    ON_LANE.with(Cell::get)
+}
+
+/// A connection to start on a lane, once its socket is registered there.
+type Start = Box<dyn FnOnce(TcpStream) + Send>;
+
+/// The lanes of one server.
+pub(crate) struct Lanes {
+    lanes: Vec<Lane>,
+}
+
+struct Lane {
+    /// Connections to start, with their sockets.
+    starts: mpsc::UnboundedSender<(std::net::TcpStream, Start)>,
+    /// Connections open on the lane.
+    open: Arc<AtomicUsize>,
+}
+
+/// Counts a connection as open on its lane until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Lanes {
+    /// Starts `count` lanes (threads `rondo-http-0`, `-1`, ...).
+    ///
+    /// # Errors
+    ///
+    /// A runtime or a thread could not be created.
+    pub(crate) fn start(count: usize) -> io::Result<Self> {
+        let mut lanes = Vec::with_capacity(count);
+        for index in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (starts, mut incoming) = mpsc::unbounded_channel::<(std::net::TcpStream, Start)>();
+            std::thread::Builder::new()
+                .name(format!("rondo-http-{index}"))
+                .spawn(move || {
+                    ON_LANE.with(|on| on.set(true));
+                    runtime.block_on(async move {
+                        while let Some((stream, start)) = incoming.recv().await {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => start(stream),
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "cannot register a connection")
+                                }
+                            }
+                        }
+                    });
+                    // The server is gone: dropping the runtime drops what still runs here.
+                })?;
+            lanes.push(Lane {
+                starts,
+                open: Arc::default(),
+            });
+        }
+        Ok(Self { lanes })
+    }
+
+    /// Serves `stream` with `connection` on the lane with the fewest open connections.
+    pub(crate) fn spawn<F, Fut>(&self, stream: TcpStream, connection: F)
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(lane) = self
+            .lanes
+            .iter()
+            .min_by_key(|lane| lane.open.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        // Still nonblocking: `into_std` keeps the mode, and the lane registers it again.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot hand a connection to a lane");
+                return;
+            }
+        };
+        lane.open.fetch_add(1, Ordering::Relaxed);
+        let open = Open(lane.open.clone());
+        let start: Start = Box::new(move |stream| {
+            tokio::spawn(async move {
+                let _open = open;
+                connection(stream).await;
+            });
+        });
+        if lane.starts.send((stream, start)).is_err() {
+            tracing::warn!("a lane has stopped: connection dropped");
+        }
+    }
+}
