@@ -5,14 +5,21 @@
 //! multiplexed handle and gives the pooled one back at once, so concurrent operations
 //! pipeline over few sockets instead of queueing for a connection each.
 //!
+//! A server's lanes (`[http] workers`, see `lanes.rs`) each get a pool of their own, built on
+//! the lane the first time a request there needs Redis, so that the task driving each of its
+//! connections runs on the thread whose requests use it: a command then goes out and its
+//! answer comes back without waking another thread. Work off the lanes (start-up, jobs,
+//! shutdown) uses the pool's home pool. Metrics add them all up.
+//!
 //! Redis connections do not notice by themselves that the server went away, and a pool that
 //! kept them would fail forever after a Redis restart. So every handle shares a "broken" flag
 //! with its pooled connection: an I/O error or a timeout sets it, and the pool then drops the
 //! connection at its next check-out (a flag check, not a PING round trip) and opens a new one.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
@@ -52,6 +59,7 @@ pub enum PoolError {
 }
 
 /// bb8-redis' manager, plus the broken flag described in the module docs.
+#[derive(Clone)]
 struct Manager {
     inner: RedisConnectionManager,
 }
@@ -101,9 +109,77 @@ struct CommandMetrics {
 /// One named pool.
 #[derive(Clone)]
 pub struct RedisPool {
+    /// The home pool: used off the lanes.
     pool: bb8::Pool<Manager>,
+    /// The lanes' pools.
+    lanes: Arc<LanePools>,
     config: Arc<RedisPoolConfig>,
     metrics: Arc<CommandMetrics>,
+}
+
+/// The pools that lanes built for one [`RedisPool`], for its metrics.
+struct LanePools {
+    /// Tells this pool's lane pools apart from other pools' on the same thread.
+    id: u64,
+    manager: Manager,
+    /// The lane pools alive, by id (a lane's pool goes when its thread ends).
+    live: Mutex<Vec<(u64, bb8::Pool<Manager>)>>,
+}
+
+thread_local! {
+    /// On a lane: the pools built there, one per [`RedisPool`] used on it.
+    static LANE_POOLS: RefCell<Vec<LanePool>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A lane's pool for one [`RedisPool`]; ended with the lane's thread.
+struct LanePool {
+    /// The [`LanePools::id`] of its pool.
+    owner: u64,
+    /// Its own id in the owner's `live` list.
+    id: u64,
+    pool: bb8::Pool<Manager>,
+    owners: Weak<LanePools>,
+}
+
+impl Drop for LanePool {
+    fn drop(&mut self) {
+        if let Some(owners) = self.owners.upgrade() {
+            owners.live.lock().retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+/// Ids for [`LanePools`] and [`LanePool`].
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the metrics and readiness report of a pool: its home pool and its lanes' together.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    connections: u32,
+    idle: u32,
+    get_direct: u64,
+    get_waited: u64,
+    get_timed_out: u64,
+    wait_time: Duration,
+    created: u64,
+    broken: u64,
+}
+
+impl Totals {
+    fn add(&mut self, state: &bb8::State) {
+        self.connections += state.connections;
+        self.idle += state.idle_connections;
+        let stats = &state.statistics;
+        self.get_direct += stats.get_direct;
+        self.get_waited += stats.get_waited;
+        self.get_timed_out += stats.get_timed_out;
+        self.wait_time += stats.get_wait_time;
+        self.created += stats.connections_created;
+        self.broken += stats.connections_closed_broken;
+    }
 }
 
 impl std::fmt::Debug for RedisPool {
@@ -127,26 +203,27 @@ impl RedisPool {
                 pool: config.name.clone(),
                 source,
             })?;
-        let builder = bb8::Pool::builder()
-            .max_size(config.pool_size)
-            .connection_timeout(config.timeout)
-            // The broken flag replaces bb8-redis' PING on every check-out.
-            .test_on_check_out(true);
         let manager = Manager { inner };
+        let builder = builder(config);
         let pool = if config.pool_prefill {
             builder
                 .min_idle(Some(config.pool_size))
-                .build(manager)
+                .build(manager.clone())
                 .await
                 .map_err(|e| PoolError::Unavailable {
                     pool: config.name.clone(),
                     message: e.to_string(),
                 })?
         } else {
-            builder.build_unchecked(manager)
+            builder.build_unchecked(manager.clone())
         };
         Ok(Self {
             pool,
+            lanes: Arc::new(LanePools {
+                id: next_id(),
+                manager,
+                live: Mutex::default(),
+            }),
             config: Arc::new(config.clone()),
             metrics: Arc::new(CommandMetrics {
                 latency: crate::metrics::seconds_histogram(),
@@ -183,7 +260,9 @@ impl RedisPool {
     ///
     /// No connection within `timeout`.
     pub async fn conn(&self) -> Result<RedisConn, PoolError> {
-        let pooled = self.pool.get().await.map_err(|e| PoolError::Unavailable {
+        let lane_pool = crate::lanes::on_lane().then(|| self.lane_pool());
+        let pool = lane_pool.as_ref().unwrap_or(&self.pool);
+        let pooled = pool.get().await.map_err(|e| PoolError::Unavailable {
             pool: self.config.name.clone(),
             message: match e {
                 bb8::RunError::TimedOut => {
@@ -200,10 +279,45 @@ impl RedisPool {
         })
     }
 
-    /// Connections open and idle, for readiness and metrics.
+    /// This lane's pool, built now if this is its first use here. Without `pool_prefill`
+    /// it opens connections as they are needed; with it, it keeps one open.
+    fn lane_pool(&self) -> bb8::Pool<Manager> {
+        LANE_POOLS.with(|pools| {
+            let mut pools = pools.borrow_mut();
+            if let Some(lane) = pools.iter().find(|p| p.owner == self.lanes.id) {
+                return lane.pool.clone();
+            }
+            let min_idle = self.config.pool_prefill.then_some(1);
+            let pool = builder(&self.config)
+                .min_idle(min_idle)
+                .build_unchecked(self.lanes.manager.clone());
+            let id = next_id();
+            self.lanes.live.lock().push((id, pool.clone()));
+            pools.push(LanePool {
+                owner: self.lanes.id,
+                id,
+                pool: pool.clone(),
+                owners: Arc::downgrade(&self.lanes),
+            });
+            pool
+        })
+    }
+
+    /// The home pool's and the lanes' states added up.
+    fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        totals.add(&self.pool.state());
+        for (_, pool) in self.lanes.live.lock().iter() {
+            totals.add(&pool.state());
+        }
+        totals
+    }
+
+    /// Connections open and idle (the home pool's and the lanes' together), for readiness
+    /// and metrics.
     pub fn state(&self) -> (u32, u32) {
-        let state = self.pool.state();
-        (state.connections, state.idle_connections)
+        let totals = self.totals();
+        (totals.connections, totals.idle)
     }
 }
 
@@ -220,6 +334,15 @@ pub enum RedisFailure {
     /// Redis answered with an error (a script error, a wrong type).
     #[error("{0}")]
     Server(String),
+}
+
+/// The settings every pool of `config` is built with (the home pool and the lanes').
+fn builder(config: &RedisPoolConfig) -> bb8::Builder<Manager> {
+    bb8::Pool::builder()
+        .max_size(config.pool_size)
+        .connection_timeout(config.timeout)
+        // The broken flag replaces bb8-redis' PING on every check-out.
+        .test_on_check_out(true)
 }
 
 /// A connection for one operation, with the pool's command timeout.
@@ -316,17 +439,17 @@ fn family<M: EncodeMetric>(
 impl Collector for PoolMetricsSet {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let pools = self.0.lock().clone();
-        let states: Vec<(String, bb8::State)> = pools
+        let states: Vec<(String, Totals)> = pools
             .iter()
-            .map(|p| (p.config.name.clone(), p.pool.state()))
+            .map(|p| (p.config.name.clone(), p.totals()))
             .collect();
-        let gauges = |f: fn(&bb8::State) -> u32| -> Vec<(String, ConstGauge)> {
+        let gauges = |f: fn(&Totals) -> u32| -> Vec<(String, ConstGauge)> {
             states
                 .iter()
                 .map(|(n, s)| (n.clone(), ConstGauge::new(i64::from(f(s)))))
                 .collect()
         };
-        let counters = |f: fn(&bb8::State) -> u64| -> Vec<(String, ConstCounter)> {
+        let counters = |f: fn(&Totals) -> u64| -> Vec<(String, ConstCounter)> {
             states
                 .iter()
                 .map(|(n, s)| (n.clone(), ConstCounter::new(f(s))))
@@ -335,38 +458,38 @@ impl Collector for PoolMetricsSet {
         let e = &mut encoder;
         family(
             e,
-            &gauges(|s| s.connections.saturating_sub(s.idle_connections)),
+            &gauges(|s| s.connections.saturating_sub(s.idle)),
             "rondo_redis_connections_in_use",
             "Pooled Redis connections checked out",
         )?;
         family(
             e,
-            &gauges(|s| s.idle_connections),
+            &gauges(|s| s.idle),
             "rondo_redis_connections_idle",
             "Pooled Redis connections idle",
         )?;
         family(
             e,
-            &counters(|s| s.statistics.get_direct),
+            &counters(|s| s.get_direct),
             "rondo_redis_checkouts_direct",
             "Check-outs served without waiting",
         )?;
         family(
             e,
-            &counters(|s| s.statistics.get_waited),
+            &counters(|s| s.get_waited),
             "rondo_redis_checkouts_waited",
             "Check-outs that had to wait for a connection",
         )?;
         family(
             e,
-            &counters(|s| s.statistics.get_timed_out),
+            &counters(|s| s.get_timed_out),
             "rondo_redis_checkout_timeouts",
             "Check-outs that timed out (the request got 503)",
         )?;
         let waited: Vec<(String, ConstCounter<f64>)> = states
             .iter()
             .map(|(n, s)| {
-                let secs = s.statistics.get_wait_time.as_secs_f64();
+                let secs = s.wait_time.as_secs_f64();
                 (n.clone(), ConstCounter::new(secs))
             })
             .collect();
@@ -378,13 +501,13 @@ impl Collector for PoolMetricsSet {
         )?;
         family(
             e,
-            &counters(|s| s.statistics.connections_created),
+            &counters(|s| s.created),
             "rondo_redis_connections_created",
             "Redis connections opened",
         )?;
         family(
             e,
-            &counters(|s| s.statistics.connections_closed_broken),
+            &counters(|s| s.broken),
             "rondo_redis_connections_broken",
             "Redis connections dropped as broken",
         )?;
