@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use socket2::SockRef;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,12 @@ use crate::config::RedisPoolConfig;
 /// How often the connection is checked with a `PING`: a connection that silently stopped
 /// delivering (a network partition) must not keep copies trusted for long.
 const PING_EVERY: Duration = Duration::from_millis(500);
+/// How often the background task drains what readers have not. Readers drain before they
+/// trust a copy, so this only keeps the input small (and notices a closed connection while
+/// nobody reads). The socket is not watched for input: with `BCAST` every session write of
+/// every server sends an `invalidate` (each new session too), and waking a thread for each
+/// would cost more than the writes themselves.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 /// Reconnection backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -91,7 +97,7 @@ pub(crate) struct Tracking {
     link: Mutex<Option<Link>>,
     /// The link's socket, for the lock-free look that almost every read ends with: nothing
     /// has arrived (see [`Tracking::drain`]).
-    socket: RwLock<Option<Arc<TcpStream>>>,
+    socket: RwLock<Option<Arc<std::net::TcpStream>>>,
     /// A drain has read input it has not applied yet: a reader that finds the socket empty
     /// must wait for it (through the lock) before trusting a copy.
     draining: AtomicBool,
@@ -102,10 +108,10 @@ pub(crate) struct Tracking {
 }
 
 struct Link {
-    /// Waited on through tokio, but read and written with plain non-blocking system calls
-    /// (tokio's readiness is only as fresh as its last poll of the OS, and a reader must see
-    /// what has arrived by now).
-    socket: Arc<TcpStream>,
+    /// Non-blocking, and read and written with plain system calls, outside tokio's reactor:
+    /// a reader must see what has arrived by now, not what tokio last polled, and nothing
+    /// waits for its input (see [`DRAIN_EVERY`]).
+    socket: Arc<std::net::TcpStream>,
     input: Vec<u8>,
     /// When the unanswered `PING` was sent.
     ping_sent: Option<Instant>,
@@ -363,8 +369,10 @@ async fn connect(config: &RedisPoolConfig, prefix: &str) -> Result<Link, Connect
                 }
             }
         }
+        // Out of the reactor, still non-blocking.
+        let socket = stream.into_std().map_err(transient)?;
         Ok(Link {
-            socket: Arc::new(stream),
+            socket: Arc::new(socket),
             input,
             ping_sent: None,
         })
@@ -378,8 +386,8 @@ async fn connect(config: &RedisPoolConfig, prefix: &str) -> Result<Link, Connect
     }
 }
 
-/// Keeps the connection up: connects (with backoff), wakes on input, pings, and ends with
-/// the manager.
+/// Keeps the connection up: connects (with backoff), drains every [`DRAIN_EVERY`], pings,
+/// and ends with the manager.
 async fn run(
     tracking: Arc<Tracking>,
     config: RedisPoolConfig,
@@ -397,14 +405,12 @@ async fn run(
         if closing.is_cancelled() || shared.strong_count() == 0 {
             return;
         }
-        let socket = match connect(&config, &prefix).await {
+        match connect(&config, &prefix).await {
             Ok(link) => {
-                let socket = link.socket.clone();
                 tracking.install(link);
                 tracing::info!(prefix = %prefix, "reads served from memory, kept current by Redis client-side caching");
                 backoff = BACKOFF_MIN;
                 failures = 0;
-                socket
             }
             Err(ConnectError::Unsupported(why)) => {
                 tracing::warn!(reason = %why, "Redis cannot track keys for this client; every read checks the stored version");
@@ -422,22 +428,16 @@ async fn run(
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
-        };
+        }
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while tracking.is_up() {
             tokio::select! {
-                ready = socket.readable() => {
+                _ = drain.tick() => {
                     let Some(shared) = shared.upgrade() else { return };
                     tracking.drain(&shared);
-                    if let Err(err) = ready {
-                        tracking.lose(&err.to_string());
-                    }
-                    // The drain read the socket empty behind tokio's back: tell tokio, so
-                    // that the next wait is for new input (a newer event is never cleared).
-                    let _ = socket.try_io(Interest::READABLE, || {
-                        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-                    });
                 }
                 _ = ping.tick() => tracking.ping(config.timeout.max(PING_EVERY)),
                 () = closing.cancelled() => return,
