@@ -1,7 +1,8 @@
 //! Rondo: a session-centred web framework on tokio and hyper, configured from one
 //! `config.ini`.
 //!
-//! Every request runs in its own task; controllers are async functions whose arguments are
+//! Every request runs in its own task, on one of the server's worker threads (each with a
+//! single-threaded runtime of its own, `[http] workers`); controllers are async functions whose arguments are
 //! extracted from the request and whose return value is a [`Responder`]. The session manager
 //! keeps session data in Redis (or in memory), takes a pooled connection only when a session
 //! is touched, serializes values with MessagePack and persists changes after the response has
@@ -11,6 +12,7 @@
 //!
 //! - [`config`]: `config.ini` (Resonance's format) into a typed [`Config`].
 //! - [`server`]: accept loop, connection tasks, limits, timeouts, graceful shutdown.
+//! - `lanes`: the worker threads that serve connections, one runtime each.
 //! - `connections`: each connection's request-head deadline and graceful close.
 //! - [`app`]: the [`App`] builder: routes, state, middleware, shutdown hooks.
 //! - `routing`: method + path pattern to controller; 404, 405, HEAD.
@@ -22,7 +24,8 @@
 //! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
 //! - [`scope`]: work deferred until the controller has answered.
 //! - [`body`]: the one [`Body`] type of requests and responses.
-//! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily.
+//! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily (and one per
+//!   worker thread, on that thread).
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
 //! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]

