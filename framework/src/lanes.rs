@@ -19,7 +19,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
@@ -35,8 +35,9 @@ pub(crate) fn on_lane() -> bool {
     ON_LANE.with(Cell::get)
 }
 
-/// A connection to start on a lane, once its socket is registered there.
-type Start = Box<dyn FnOnce(TcpStream) + Send>;
+/// A connection to start on a lane, once its socket is registered there, with its count
+/// among the lane's open connections.
+type Start = Box<dyn FnOnce(TcpStream, Open) + Send>;
 
 /// The lanes of one server.
 pub(crate) struct Lanes {
@@ -45,9 +46,11 @@ pub(crate) struct Lanes {
 
 struct Lane {
     /// Connections to start, with their sockets.
-    starts: mpsc::UnboundedSender<(std::net::TcpStream, Start)>,
+    starts: mpsc::UnboundedSender<(std::net::TcpStream, Open, Start)>,
     /// Connections open on the lane.
     open: Arc<AtomicUsize>,
+    /// Its thread has ended (it cannot, short of a bug): no connection goes there.
+    stopped: AtomicBool,
 }
 
 /// Counts a connection as open on its lane until dropped.
@@ -71,15 +74,16 @@ impl Lanes {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let (starts, mut incoming) = mpsc::unbounded_channel::<(std::net::TcpStream, Start)>();
+            let (starts, mut incoming) =
+                mpsc::unbounded_channel::<(std::net::TcpStream, Open, Start)>();
             std::thread::Builder::new()
                 .name(format!("rondo-http-{index}"))
                 .spawn(move || {
                     ON_LANE.with(|on| on.set(true));
                     runtime.block_on(async move {
-                        while let Some((stream, start)) = incoming.recv().await {
+                        while let Some((stream, open, start)) = incoming.recv().await {
                             match TcpStream::from_std(stream) {
-                                Ok(stream) => start(stream),
+                                Ok(stream) => start(stream, open),
                                 Err(err) => {
                                     tracing::warn!(error = %err, "cannot register a connection")
                                 }
@@ -91,6 +95,7 @@ impl Lanes {
             lanes.push(Lane {
                 starts,
                 open: Arc::default(),
+                stopped: AtomicBool::new(false),
             });
         }
         Ok(Self { lanes })
@@ -102,31 +107,41 @@ impl Lanes {
         F: FnOnce(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Some(lane) = self
-            .lanes
-            .iter()
-            .min_by_key(|lane| lane.open.load(Ordering::Relaxed))
-        else {
-            return;
-        };
         // Still nonblocking: `into_std` keeps the mode, and the lane registers it again.
-        let stream = match stream.into_std() {
+        let mut stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot hand a connection to a lane");
                 return;
             }
         };
-        lane.open.fetch_add(1, Ordering::Relaxed);
-        let open = Open(lane.open.clone());
-        let start: Start = Box::new(move |stream| {
+        let mut start: Start = Box::new(move |stream, open| {
             tokio::spawn(async move {
                 let _open = open;
                 connection(stream).await;
             });
         });
-        if lane.starts.send((stream, start)).is_err() {
-            tracing::warn!("a lane has stopped: connection dropped");
+        loop {
+            let Some(lane) = self
+                .lanes
+                .iter()
+                .filter(|lane| !lane.stopped.load(Ordering::Relaxed))
+                .min_by_key(|lane| lane.open.load(Ordering::Relaxed))
+            else {
+                tracing::error!("every worker thread has stopped: connection dropped");
+                return;
+            };
+            lane.open.fetch_add(1, Ordering::Relaxed);
+            let open = Open(lane.open.clone());
+            match lane.starts.send((stream, open, start)) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError((back, open, again))) => {
+                    tracing::error!("a worker thread has stopped: no more connections go there");
+                    lane.stopped.store(true, Ordering::Relaxed);
+                    drop(open);
+                    (stream, start) = (back, again);
+                }
+            }
         }
     }
 }
