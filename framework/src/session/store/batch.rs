@@ -200,7 +200,7 @@ mod tests {
 
     /// A write that takes a little while and records each batch; it never finishes a batch
     /// that holds an item in `hang`, and fails every batch when `fail`.
-    fn recording(batches: &Arc<Mutex<Vec<Vec<u32>>>>, fail: bool, hang: &'static [u32]) -> Write {
+    fn recording(batches: &Batches, fail: bool, hang: &'static [u32]) -> Write {
         let batches = batches.clone();
         Arc::new(move |items: Vec<Arc<u32>>| {
             let batches = batches.clone();
@@ -243,6 +243,24 @@ mod tests {
         })
     }
 
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A batcher, the batches its writes record, and a [`recording`] write.
+    fn setup(fail: bool, hang: &'static [u32]) -> (Arc<Batcher<u32>>, Batches, Write) {
+        let batches = Batches::default();
+        let write = recording(&batches, fail, hang);
+        (Arc::new(Batcher::default()), batches, write)
+    }
+
+    /// Waits (up to 5 s) for `caller`, which must have written.
+    async fn written(caller: tokio::task::JoinHandle<Result<(), StoreError>>, what: &str) {
+        tokio::time::timeout(Duration::from_secs(5), caller)
+            .await
+            .unwrap_or_else(|_| panic!("{what}"))
+            .expect("no panic")
+            .expect("written");
+    }
+
     fn closed(batcher: &Batcher<u32>) -> bool {
         let state = batcher.state.lock();
         !state.open && state.joined.is_empty()
@@ -256,9 +274,7 @@ mod tests {
     /// they share far fewer than 100 writes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_items_share_writes() {
-        let batcher = Arc::new(Batcher::<u32>::default());
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let write = recording(&batches, false, &[]);
+        let (batcher, batches, write) = setup(false, &[]);
         let callers: Vec<_> = (0..100)
             .map(|i| {
                 let (batcher, write) = (batcher.clone(), write.clone());
@@ -266,7 +282,7 @@ mod tests {
             })
             .collect();
         for caller in callers {
-            caller.await.expect("no panic").expect("written");
+            written(caller, "answered").await;
         }
         let batches = batches.lock();
         let mut written: Vec<u32> = batches.iter().flatten().copied().collect();
@@ -279,9 +295,7 @@ mod tests {
     /// A lone caller writes on its own and is answered.
     #[tokio::test]
     async fn a_lone_caller_writes_alone() {
-        let batcher = Arc::new(Batcher::<u32>::default());
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let write = recording(&batches, false, &[]);
+        let (batcher, batches, write) = setup(false, &[]);
         batcher.run(7, |items| write(items)).await.expect("written");
         batcher.run(8, |items| write(items)).await.expect("written");
         assert_eq!(*batches.lock(), vec![vec![7], vec![8]]);
@@ -292,16 +306,11 @@ mod tests {
     /// the first is still unanswered.
     #[tokio::test]
     async fn batches_do_not_wait_for_one_another() {
-        let batcher = Arc::new(Batcher::<u32>::default());
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let write = recording(&batches, false, &[1]);
+        let (batcher, batches, write) = setup(false, &[1]);
         let first = spawn(&batcher, &write, 1, None);
         pause().await;
-        tokio::time::timeout(Duration::from_secs(5), spawn(&batcher, &write, 2, None))
-            .await
-            .expect("not held up by the batch in flight")
-            .expect("no panic")
-            .expect("written");
+        let second = spawn(&batcher, &write, 2, None);
+        written(second, "not held up by the batch in flight").await;
         assert!(!first.is_finished());
         assert_eq!(*batches.lock(), vec![vec![2]]);
         first.abort();
@@ -310,9 +319,7 @@ mod tests {
     /// A failed write fails every caller of its batch, and the next caller opens afresh.
     #[tokio::test]
     async fn a_failed_write_fails_its_whole_batch() {
-        let batcher = Arc::new(Batcher::<u32>::default());
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let write = recording(&batches, true, &[]);
+        let (batcher, batches, write) = setup(true, &[]);
         let callers: Vec<_> = (0..5).map(|i| spawn(&batcher, &write, i, None)).collect();
         for caller in callers {
             let outcome = caller.await.expect("no panic");
@@ -322,8 +329,7 @@ mod tests {
             );
         }
         assert_eq!(*batches.lock(), vec![vec![0, 1, 2, 3, 4]]);
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let write = recording(&batches, false, &[]);
+        let write = recording(&Batches::default(), false, &[]);
         batcher
             .run(9, |items| write(items))
             .await
@@ -335,21 +341,15 @@ mod tests {
     /// are written and answered, none is lost.
     #[tokio::test]
     async fn a_leader_dropped_mid_write_lets_its_batch_run_again() {
-        let batcher = Arc::new(Batcher::<u32>::default());
-        let batches = Arc::new(Mutex::new(Vec::new()));
         // Batches holding 1 never finish.
-        let write = recording(&batches, false, &[1]);
+        let (batcher, batches, write) = setup(false, &[1]);
         let first = spawn(&batcher, &write, 1, None);
         let second = spawn(&batcher, &write, 2, None);
         pause().await;
         assert!(closed(&batcher), "the batch of 1 and 2 is being written");
         first.abort();
         assert!(first.await.expect_err("aborted").is_cancelled());
-        tokio::time::timeout(Duration::from_secs(5), second)
-            .await
-            .expect("answered after its leader was dropped")
-            .expect("no panic")
-            .expect("written");
+        written(second, "answered after its leader was dropped").await;
         assert_eq!(*batches.lock(), vec![vec![2]]);
         assert!(closed(&batcher));
     }
@@ -358,9 +358,7 @@ mod tests {
     /// caller that joined, which writes it with the rest.
     #[tokio::test]
     async fn a_leader_dropped_while_gathering_hands_its_batch_on() {
-        let batcher = Arc::new(Batcher::<u32>::default());
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let write = recording(&batches, false, &[]);
+        let (batcher, batches, write) = setup(false, &[]);
         let never = Arc::new(tokio::sync::Notify::new());
         let first = spawn(&batcher, &write, 1, Some(never));
         pause().await;
@@ -370,11 +368,7 @@ mod tests {
         first.abort();
         assert!(first.await.expect_err("aborted").is_cancelled());
         for other in others {
-            tokio::time::timeout(Duration::from_secs(5), other)
-                .await
-                .expect("answered")
-                .expect("no panic")
-                .expect("written");
+            written(other, "answered").await;
         }
         assert_eq!(*batches.lock(), vec![vec![2, 3, 4]]);
         assert!(closed(&batcher));
@@ -383,9 +377,7 @@ mod tests {
     /// More callers than one write carries are split into full batches, each item once.
     #[tokio::test]
     async fn an_overflowing_batch_is_split() {
-        let batcher = Arc::new(Batcher::<u32>::default());
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let write = recording(&batches, false, &[]);
+        let (batcher, batches, write) = setup(false, &[]);
         let release = Arc::new(tokio::sync::Notify::new());
         let first = spawn(&batcher, &write, 0, Some(release.clone()));
         pause().await;
@@ -394,7 +386,7 @@ mod tests {
         release.notify_one();
         callers.push(first);
         for caller in callers {
-            caller.await.expect("no panic").expect("written");
+            written(caller, "answered").await;
         }
         let batches = batches.lock();
         let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
