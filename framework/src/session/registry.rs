@@ -78,34 +78,51 @@ impl ActorRef {
     }
 
     /// Sends `msg`; gives it back if the actor has ended. Changes (`Apply`) are counted on
-    /// the board from now until the actor has published them.
+    /// the board from now until the actor has published them (or until the send fails or
+    /// is dropped while the mailbox is full).
     pub(crate) async fn send(&self, msg: Msg) -> Result<(), Msg> {
-        let counted = self.count(&msg);
-        self.tx.send(Box::new(msg)).await.map_err(|e| {
-            self.published.applied(counted);
-            *e.0
-        })
+        let counted = Counted::new(&self.published, &msg);
+        self.tx.send(Box::new(msg)).await.map_err(|e| *e.0)?;
+        counted.sent();
+        Ok(())
     }
 
     /// Sends without waiting; gives the message back if the mailbox is full or closed.
     pub(crate) fn try_send(&self, msg: Msg) -> Result<(), Msg> {
-        let counted = self.count(&msg);
-        self.tx.try_send(Box::new(msg)).map_err(|e| {
-            self.published.applied(counted);
-            match e {
-                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => *m,
-            }
-        })
+        let counted = Counted::new(&self.published, &msg);
+        self.tx.try_send(Box::new(msg)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => *m,
+        })?;
+        counted.sent();
+        Ok(())
+    }
+}
+
+/// An `Apply` counted as unapplied while it is being sent: the count is taken back unless
+/// the message reached the mailbox.
+struct Counted<'a> {
+    board: &'a Board,
+    n: usize,
+}
+
+impl<'a> Counted<'a> {
+    fn new(board: &'a Board, msg: &Msg) -> Self {
+        let n = usize::from(matches!(msg, Msg::Apply { .. }));
+        if n > 0 {
+            board.unapplied.fetch_add(n, Ordering::SeqCst);
+        }
+        Self { board, n }
     }
 
-    /// Counts `msg` as unapplied if it is an `Apply`; returns how many it counted.
-    fn count(&self, msg: &Msg) -> usize {
-        if matches!(msg, Msg::Apply { .. }) {
-            self.published.unapplied.fetch_add(1, Ordering::SeqCst);
-            1
-        } else {
-            0
-        }
+    /// In the mailbox: the actor counts it down once it has published it.
+    fn sent(mut self) {
+        self.n = 0;
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.board.applied(self.n);
     }
 }
 
@@ -202,5 +219,60 @@ impl Registry {
         if shard.get(key).is_some_and(|(g, _)| *g == generation) {
             shard.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn actor(mailbox: usize) -> (ActorRef, mpsc::Receiver<Box<Msg>>) {
+        let (tx, rx) = mpsc::channel(mailbox);
+        let actor = ActorRef {
+            tx,
+            published: Arc::default(),
+            stamp: Arc::new(Stamp::new(false)),
+        };
+        (actor, rx)
+    }
+
+    fn apply() -> Msg {
+        Msg::Apply { ops: Vec::new() }
+    }
+
+    /// A change counts as unapplied once it is in the mailbox, and only then: a send that
+    /// fails, or that is dropped while it waits for room, takes its count back.
+    #[tokio::test]
+    async fn only_changes_in_the_mailbox_count_as_unapplied() {
+        let (actor, mut rx) = actor(1);
+        let unapplied = || actor.published.unapplied.load(Ordering::SeqCst);
+        assert!(actor.try_send(Msg::Flush { reply: None }).is_ok());
+        assert_eq!(unapplied(), 0, "only changes count");
+
+        // The mailbox is full: the send waits, and is dropped.
+        let waiting = tokio::time::timeout(Duration::from_millis(20), actor.send(apply()));
+        assert!(waiting.await.is_err(), "still waiting for room");
+        assert_eq!(unapplied(), 0);
+        assert!(actor.try_send(apply()).is_err(), "full");
+        assert_eq!(unapplied(), 0);
+
+        drop(rx.recv().await);
+        assert!(actor.send(apply()).await.is_ok());
+        assert_eq!(unapplied(), 1);
+        *actor.published.copy.lock() = Some(Arc::new(Published {
+            data: Arc::default(),
+            version: 1,
+            created: 0,
+            refreshed: 0,
+        }));
+        assert!(actor.published().is_none(), "the copy lacks a change sent");
+        actor.published.applied(1);
+        assert!(actor.published().is_some());
+
+        drop(rx);
+        assert!(actor.send(apply()).await.is_err(), "the actor has ended");
+        assert_eq!(unapplied(), 0);
     }
 }
