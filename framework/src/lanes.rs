@@ -3,8 +3,8 @@
 //!
 //! On a multi-threaded runtime every wake-up may move a task to another thread, and an idle
 //! worker is woken to look for work to steal; with the few, short tasks of a request that
-//! costs more than the request itself (on two cores, a quarter of Rondo's CPU time per
-//! `/bench/new`). A lane keeps a connection, its requests and what they spawn (the actors
+//! adds up (on two cores, that runtime with one worker served `/bench/new` on a quarter
+//! less CPU per request than with two). A lane keeps a connection, its requests and what they spawn (the actors
 //! of the sessions they open first, hyper's HTTP/2 streams) on one thread, as actix-web and
 //! the Swoole servers do. The accept loop hands each new connection to the lane with the
 //! fewest open ones.

@@ -119,8 +119,6 @@ pub struct RedisPool {
 
 /// The pools that lanes built for one [`RedisPool`], for its metrics.
 struct LanePools {
-    /// Tells this pool's lane pools apart from other pools' on the same thread.
-    id: u64,
     manager: Manager,
     /// The lane pools alive, by id (a lane's pool goes when its thread ends).
     live: Mutex<Vec<(u64, bb8::Pool<Manager>)>>,
@@ -133,23 +131,23 @@ thread_local! {
 
 /// A lane's pool for one [`RedisPool`]; ended with the lane's thread.
 struct LanePool {
-    /// The [`LanePools::id`] of its pool.
-    owner: u64,
-    /// Its own id in the owner's `live` list.
+    /// Its id in the owner's `live` list.
     id: u64,
     pool: bb8::Pool<Manager>,
-    owners: Weak<LanePools>,
+    /// The lane pools of the [`RedisPool`] it belongs to (while this is alive, no other can
+    /// be allocated at the same address, so the address tells the owner).
+    owner: Weak<LanePools>,
 }
 
 impl Drop for LanePool {
     fn drop(&mut self) {
-        if let Some(owners) = self.owners.upgrade() {
-            owners.live.lock().retain(|(id, _)| *id != self.id);
+        if let Some(owner) = self.owner.upgrade() {
+            owner.live.lock().retain(|(id, _)| *id != self.id);
         }
     }
 }
 
-/// Ids for [`LanePools`] and [`LanePool`].
+/// Ids for [`LanePool`]s.
 fn next_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -220,7 +218,6 @@ impl RedisPool {
         Ok(Self {
             pool,
             lanes: Arc::new(LanePools {
-                id: next_id(),
                 manager,
                 live: Mutex::default(),
             }),
@@ -284,7 +281,10 @@ impl RedisPool {
     fn lane_pool(&self) -> bb8::Pool<Manager> {
         LANE_POOLS.with(|pools| {
             let mut pools = pools.borrow_mut();
-            if let Some(lane) = pools.iter().find(|p| p.owner == self.lanes.id) {
+            if let Some(lane) = pools
+                .iter()
+                .find(|p| std::ptr::eq(p.owner.as_ptr(), Arc::as_ptr(&self.lanes)))
+            {
                 return lane.pool.clone();
             }
             let min_idle = self.config.pool_prefill.then_some(1);
@@ -294,10 +294,9 @@ impl RedisPool {
             let id = next_id();
             self.lanes.live.lock().push((id, pool.clone()));
             pools.push(LanePool {
-                owner: self.lanes.id,
                 id,
                 pool: pool.clone(),
-                owners: Arc::downgrade(&self.lanes),
+                owner: Arc::downgrade(&self.lanes),
             });
             pool
         })

@@ -158,19 +158,14 @@ impl Router {
     }
 
     pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_> {
-        if let Some(&index) = self.statics.get(path) {
-            return match self.routes.get(index) {
-                Some((_, routes)) => match routes.find(method) {
-                    Some(handler) => Found::Handler(handler, index, PathParams::default()),
-                    None => Found::MethodNotAllowed(&routes.allow),
-                },
-                None => Found::NotFound,
-            };
-        }
-        let Ok(matched) = self.paths.at(path) else {
-            return Found::NotFound;
+        // A static route has no parameters; any other match comes with matchit's.
+        let (index, raw) = match self.statics.get(path) {
+            Some(&index) => (index, None),
+            None => match self.paths.at(path) {
+                Ok(matched) => (*matched.value, Some(matched.params)),
+                Err(_) => return Found::NotFound,
+            },
         };
-        let index = *matched.value;
         let Some((_, routes)) = self.routes.get(index) else {
             return Found::NotFound;
         };
@@ -178,7 +173,7 @@ impl Router {
             return Found::MethodNotAllowed(&routes.allow);
         };
         let mut params = Vec::new();
-        for (key, raw) in matched.params.iter() {
+        for (key, raw) in raw.iter().flat_map(matchit::Params::iter) {
             match crate::extract::percent_decode(raw) {
                 Some(value) => params.push((key.to_owned(), value)),
                 None => return Found::NotFound,

@@ -4,9 +4,9 @@
 //! when `[http] http2` is on, told apart by peeking at the first bytes. Each connection runs in
 //! its own tokio task, on one of the server's lanes (threads with a single-threaded runtime
 //! each, `[http] workers`; see `lanes.rs`), and each request in its own future. An accept
-//! error (out of file descriptors, say) backs off and retries rather than ending the loop. On shutdown the listener closes first, in-flight requests finish, and
-//! then the app's shutdown hooks run (pending session commits), all within
-//! `[http] shutdown_timeout`.
+//! error (out of file descriptors, say) backs off and retries rather than ending the loop.
+//! On shutdown the listener closes first, in-flight requests finish, and then the app's
+//! shutdown hooks run (pending session commits), all within `[http] shutdown_timeout`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -85,8 +85,8 @@ pub async fn serve(
     let sweeper = CancellationToken::new();
     tokio::spawn(connections.sweep(sweeper.clone()));
     let _stop_sweeper = sweeper.drop_guard();
-    // Declared before the listener's loop and dropped last: the lanes run the actors whose
-    // final commits the shutdown hooks wait for.
+    // Kept until `serve` returns, after the shutdown hooks: the lanes run the actors whose
+    // final commits those hooks wait for.
     let lanes = match http.workers {
         0 => None,
         count => Some(Lanes::start(count)?),

@@ -202,10 +202,9 @@ impl Tracking {
         let drained = current.drain(shared, &self.epoch);
         self.draining.store(false, Ordering::SeqCst);
         if let Err(why) = drained {
-            tracing::warn!(reason = %why, "Redis tracking connection lost; reads check the stored version until it is back");
-            *link = None;
-            *self.socket.write() = None;
-            self.epoch.fetch_add(1, Ordering::SeqCst);
+            // Nothing installs a new link while this one is still up.
+            drop(link);
+            self.lose(&why);
         }
     }
 
