@@ -10,29 +10,11 @@
 # Only the processes this script starts (redis-server, example-app, wrk) are stopped, by PID.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${N:-100000}
-for tool in wrk redis-server redis-cli curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
-done
-if [[ -z "${RONDO_BIN:-}" ]]; then
-  (cd "$ROOT" && cargo build --release -q -p example-app)
-  RONDO_BIN=$ROOT/target/release/example-app
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" wrk redis-server redis-cli curl python3
+need_rondo
 
-WORK=$(mktemp -d)
-REDIS_PID=""
-APP_PID=""
-cleanup() {
-  for pid in "$APP_PID" "$REDIS_PID"; do
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
-  done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$APP_PID/status"; }
 
 REDIS_PORT=$(free_port)
@@ -40,10 +22,7 @@ APP_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
   --logfile "$WORK/redis.log" &
 REDIS_PID=$!
-for _ in $(seq 1 250); do
-  [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && break
-  sleep 0.02
-done
+wait_for_redis "$REDIS_PORT"
 
 echo "storing $N sessions in Redis"
 python3 - "$N" "$WORK" <<'PY' | redis-cli -p "$REDIS_PORT" --pipe >/dev/null

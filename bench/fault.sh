@@ -17,35 +17,16 @@
 # Only the processes this script starts (redis-server, example-app, wrk) are stopped, by PID.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-14}
 KILL_AT=${KILL_AT:-4}
 DOWN=${DOWN:-3}
 THREADS=${THREADS:-4}
 CONNS=${CONNS:-32}
 
-for tool in wrk redis-server redis-cli curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
-done
-if [[ -z "${RONDO_BIN:-}" ]]; then
-  (cd "$ROOT" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release -q -p example-app)
-  RONDO_BIN=$ROOT/target/release/example-app
-fi
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" wrk redis-server redis-cli curl python3
+need_rondo
 
-WORK=$(mktemp -d)
-REDIS_PID=""
-APP_PID=""
-WRK_PID=""
-cleanup() {
-  for pid in "$WRK_PID" "$APP_PID" "$REDIS_PID"; do
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
-  done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }
 
 REDIS_PORT=$(free_port)
@@ -54,12 +35,7 @@ start_redis() {
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --save '' \
     --appendonly yes --appendfsync always --logfile "$WORK/redis.log" &
   REDIS_PID=$!
-  for _ in $(seq 1 250); do
-    if [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; then return 0; fi
-    sleep 0.02
-  done
-  echo "redis-server did not start" >&2
-  exit 1
+  wait_for_redis "$REDIS_PORT"
 }
 start_redis
 
