@@ -471,10 +471,11 @@ impl SessionStore for RedisStore {
 
     /// New sessions go out in batches (`batch::Batcher`) of the ones that are ready
     /// together: one pipeline with a `RESTORE` per record, each storing the whole hash with
-    /// its TTL at once, so no record is ever stored without one. Measured pipelined, Redis
-    /// spends about 2.7 µs on a `RESTORE`, 3.3 µs on `MULTI`/`HSET`/`PEXPIRE`/`EXEC` and
-    /// 4–5 µs per record on the `NEW_RECORDS` script (which remains for servers that refuse
-    /// `RESTORE`); the client sends one write and reads the replies once per batch.
+    /// its TTL at once, so no record is ever stored without one. Pipelined, Redis spends
+    /// about 2.5 µs of CPU on a `RESTORE`, 3.5 µs on `MULTI`/`HSET`/`PEXPIRE`/`EXEC` and
+    /// 4–5 µs per record on the `NEW_RECORDS` script, which remains for servers that refuse
+    /// `RESTORE` (`bench/create_cost.sh`); the client sends one write and reads the replies
+    /// once per batch.
     fn create<'a>(
         &'a self,
         key: &'a StoreKey,
