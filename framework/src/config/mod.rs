@@ -96,7 +96,7 @@ pub use jobs::JobsConfig;
 pub use section::Section;
 pub use settings::{
     AppConfig, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck, RedisPoolConfig,
-    SameSite, SessionConfig, StoreKind,
+    SameSite, SessionConfig, StoreKind, RESERVED_FILES,
 };
 
 /// The result type of this module.

@@ -195,6 +195,35 @@ pub struct HttpConfig {
     /// per CPU (the default). `0` serves connections on the runtime that calls
     /// [`serve`](crate::serve).
     pub workers: usize,
+    /// `max_connections`: connections served at once, 1..=10,000,000, or `auto` (the
+    /// default): the process's open-file limit less a reserve of
+    /// [`RESERVED_FILES`] for Redis connections and files (10,000 where the limit cannot be
+    /// read). A connection beyond it is answered `503` and closed at once, so it costs no
+    /// more than the time to say so.
+    pub max_connections: usize,
+}
+
+/// Descriptors `max_connections = auto` leaves to everything but client connections.
+pub const RESERVED_FILES: usize = 256;
+
+/// `max_connections = auto`: the soft open-file limit (Linux: `/proc/self/limits`) less
+/// [`RESERVED_FILES`], at least 64; 10,000 where it cannot be read.
+pub(crate) fn default_max_connections() -> usize {
+    open_file_limit().map_or(10_000, |limit| limit.saturating_sub(RESERVED_FILES).max(64))
+}
+
+/// The soft limit on open files of this process, where the system tells it.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    match soft {
+        "unlimited" => Some(usize::MAX),
+        n => n.parse().ok(),
+    }
 }
 
 /// The number of CPUs this process may run on (1 when that cannot be told).
@@ -216,6 +245,7 @@ impl Default for HttpConfig {
             shutdown_timeout: Duration::from_secs(10),
             http2: true,
             workers: available_cpus(),
+            max_connections: default_max_connections(),
         }
     }
 }

@@ -100,7 +100,7 @@ cookie_domain = example.com
 redis_connection_pool = main
 idle_timeout = 30m
 max_lifetime = 0
-refresh_interval = 0.25
+refresh_interval = 2
 persist = before_response
 max_size = 1kb
 actor_idle_timeout = 1.5s
@@ -147,7 +147,7 @@ cache[host] = cache.internal
         (s.idle_timeout, s.max_lifetime),
         (Some(Duration::from_secs(1800)), None)
     );
-    assert_eq!(s.refresh_interval, Duration::from_millis(250));
+    assert_eq!(s.refresh_interval, Duration::from_secs(2));
     assert_eq!(
         (s.persist, s.max_size, s.max_actors),
         (PersistMode::BeforeResponse, 1024, 10)
@@ -260,6 +260,21 @@ fn error_lines_and_keys() {
             "[session]\ncookie_samesite = none\ncookie_secure = off\n",
             "config.ini:2: [session] cookie_samesite: cookie_samesite = none requires a Secure cookie \
              (browsers reject it otherwise); expected cookie_secure = true or auto, got false",
+        ),
+        (
+            "[app]\nurl = http://shop.example\n[session]\ncookie_samesite = none\n",
+            "config.ini:4: [session] cookie_samesite: cookie_samesite = none requires a Secure cookie \
+             (browsers reject it otherwise), but cookie_secure = auto gives none for the plain \
+             http:// [app] url \"http://shop.example\"; expected an https:// url, cookie_secure = true, \
+             or cookie_samesite = lax",
+        ),
+        (
+            "[session]\nrefresh_interval = 0\n",
+            "config.ini:2: [session] refresh_interval: expected a duration of at least 1 second (a duration such as 30 (seconds), 1.5s, 500ms, 10m or 2h), got \"0\"",
+        ),
+        (
+            "[session]\nrefresh_interval = 500ms\n",
+            "config.ini:2: [session] refresh_interval: expected a duration of at least 1 second (a duration such as 30 (seconds), 1.5s, 500ms, 10m or 2h), got \"500ms\"",
         ),
         ("[session]\ncookie_name = my session\n", "config.ini:2: [session] cookie_name: expected a cookie name made of letters, digits and !#$%&'*+-.^_`|~, got \"my session\""),
         ("[app]\nlog_level = \"\"\n", "config.ini:2: [app] log_level: expected a tracing filter such as info or rondo=debug,info, got an empty value"),

@@ -31,6 +31,7 @@ const HTTP_KEYS: &[&str] = &[
     "shutdown_timeout",
     "http2",
     "workers",
+    "max_connections",
 ];
 const SESSION_KEYS: &[&str] = &[
     "store",
@@ -230,6 +231,14 @@ fn http(http: &mut HttpConfig, e: &Entry) -> EntryResult {
                     .map_err(|_| Expected::new("auto or a number of threads in 0..=1024"))?
             }
         }
+        "max_connections" => {
+            http.max_connections = if v.eq_ignore_ascii_case("auto") {
+                super::settings::default_max_connections()
+            } else {
+                value::count(v, 1, 10_000_000)
+                    .map_err(|_| Expected::new("auto or a number of connections in 1..=10000000"))?
+            }
+        }
         _ => return Err(EntryError::UnknownKey(HTTP_KEYS)),
     }
     Ok(())
@@ -258,7 +267,7 @@ fn session(s: &mut SessionConfig, e: &Entry) -> EntryResult {
         }
         "idle_timeout" => s.idle_timeout = value::optional_duration(v)?,
         "max_lifetime" => s.max_lifetime = value::optional_duration(v)?,
-        "refresh_interval" => s.refresh_interval = value::duration(v)?,
+        "refresh_interval" => s.refresh_interval = value::whole_seconds(v)?,
         "persist" => s.persist = PersistMode::parse_word(v)?,
         "read_check" => s.read_check = ReadCheck::parse_word(v)?,
         "max_size" => s.max_size = value::size_in(v, KIB, u64::MAX)?,
@@ -333,11 +342,14 @@ fn cross_check(config: &Config, lines: &HashMap<&str, usize>) -> Result<()> {
         return Err(at(err, key));
     }
     if s.cookie_samesite == SameSite::None && !s.secure(&config.app) {
-        tracing::warn!(
-            file = %config.origin,
-            "[session] cookie_samesite = none with cookie_secure = auto and a plain http:// \
-             [app] url: the cookie will not be Secure and browsers will reject it"
+        let message = format!(
+            "cookie_samesite = none requires a Secure cookie (browsers reject it otherwise), \
+             but cookie_secure = auto gives none for the plain http:// [app] url {:?}; \
+             expected an https:// url, cookie_secure = true, or cookie_samesite = lax",
+            config.app.url
         );
+        let err = ConfigError::new(ErrorKind::Conflict, &config.origin, message);
+        return Err(at(err, "cookie_samesite"));
     }
     Ok(())
 }

@@ -104,6 +104,17 @@ pub(crate) fn positive_duration(raw: &str) -> ValueResult<Duration> {
     }
 }
 
+/// A duration of at least one second: for settings compared with timestamps kept in whole
+/// seconds, where anything shorter would act as zero.
+pub(crate) fn whole_seconds(raw: &str) -> ValueResult<Duration> {
+    match duration(raw)? {
+        d if d < Duration::from_secs(1) => Err(Expected::new(format!(
+            "a duration of at least 1 second ({DURATION_WORDS})"
+        ))),
+        d => Ok(d),
+    }
+}
+
 /// A duration where `0` (or an empty value) means "none".
 pub(crate) fn optional_duration(raw: &str) -> ValueResult<Option<Duration>> {
     if raw.trim().is_empty() {
