@@ -12,6 +12,9 @@
 //! and a quarter timeouts after its wait began (the sweeper looks every eighth, at most
 //! every 250 ms), never before, however late the sweeper itself runs.
 //!
+//! An HTTP/2 connection counts its open streams the same way: one with no stream open for a
+//! whole timeout is idle, and is told so with `GOAWAY` before it is closed.
+//!
 //! The same slots carry graceful shutdown: [`Connections::drain`] marks every slot and wakes
 //! its task, which asks hyper to finish the request in flight and close, and
 //! [`Connections::drained`] completes once every connection task has ended.
@@ -161,6 +164,11 @@ impl Connections {
         }
     }
 
+    /// Connections open now (accepted and not yet closed).
+    pub(crate) fn live(&self) -> usize {
+        self.shared.live.load(Ordering::Acquire)
+    }
+
     /// Completes once no connection task is left.
     pub(crate) async fn drained(&self) {
         loop {
@@ -187,21 +195,28 @@ impl Shared {
 }
 
 impl Slot {
-    /// A request head has arrived: the connection is not waiting while it is served. Also
-    /// called once for a connection that turned out to be HTTP/2, whose streams have no
-    /// head deadline (it then never counts as waiting).
-    pub(crate) fn busy(&self) {
-        self.step(1);
+    /// A request head has arrived: the connection is not waiting while it is served, until
+    /// the returned guard is dropped (with the response body, once sent, or with the
+    /// request if it is abandoned). `concurrent`: requests of this connection may start
+    /// and end on other tasks than the connection's own (HTTP/2 streams, which hyper runs
+    /// as tasks of their own), so the count needs atomic read-modify-writes; an HTTP/1
+    /// connection serves its requests one at a time on its own task.
+    pub(crate) fn request(self: &Arc<Self>, concurrent: bool) -> InFlight {
+        self.step(1, concurrent);
+        InFlight {
+            slot: self.clone(),
+            concurrent,
+        }
     }
 
-    /// A response has been sent (its body dropped).
-    pub(crate) fn arm(&self) {
-        self.step(u64::MAX); // -1, wrapping
-    }
-
-    /// Moves `in_flight` by `delta` and bumps the generation. Only the connection's own
-    /// task calls this, so plain loads and stores suffice.
-    fn step(&self, delta: u64) {
+    /// Moves `in_flight` by `delta` and bumps the generation. On the connection's own task
+    /// plain loads and stores suffice; `concurrent` callers need read-modify-writes.
+    fn step(&self, delta: u64, concurrent: bool) {
+        if concurrent {
+            self.in_flight.fetch_add(delta, Ordering::AcqRel);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
         let in_flight = self.in_flight.load(Ordering::Relaxed).wrapping_add(delta);
         self.in_flight.store(in_flight, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Relaxed).wrapping_add(1);
@@ -233,27 +248,35 @@ impl Slot {
     /// Drives `conn` (a whole connection) until it ends, is cut for a late request head,
     /// or, on shutdown, has finished its request in flight: `graceful` is called once then,
     /// to ask it to close after the current request. `None` when it was cut.
+    ///
+    /// With `goaway` (HTTP/2), a cut is graceful too: the client is told (`GOAWAY`) which
+    /// streams were not processed, so it can retry them on a new connection, and the
+    /// connection is dropped [`GOAWAY_GRACE`] later if it has not closed by then.
     pub(crate) async fn supervise<C: Future>(
         &self,
         conn: C,
         graceful: fn(Pin<&mut C>),
+        goaway: bool,
     ) -> Option<C::Output> {
-        self.drive(conn, Some(graceful)).await
+        self.drive(conn, Some(graceful), goaway).await
     }
 
     /// Drives `work` (what precedes serving, such as protocol sniffing) unless the head
     /// deadline passes or shutdown begins first (then `None`).
     pub(crate) async fn guard<F: Future>(&self, work: F) -> Option<F::Output> {
-        self.drive(work, None).await
+        self.drive(work, None, false).await
     }
 
     async fn drive<C: Future>(
         &self,
         conn: C,
         graceful: Option<fn(Pin<&mut C>)>,
+        goaway: bool,
     ) -> Option<C::Output> {
         let mut conn = std::pin::pin!(conn);
         let mut graceful = graceful.map(Some);
+        // Armed once a cut has asked the connection to close: it is dropped when this fires.
+        let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
         // A task's waker rarely changes: register it again only when it does (two atomic
         // read-modify-writes saved on every poll of the connection).
         let mut registered: Option<std::task::Waker> = None;
@@ -262,16 +285,23 @@ impl Slot {
                 self.waker.register(cx.waker());
                 registered = Some(cx.waker().clone());
             }
-            match self.state.load(Ordering::Acquire) {
-                CUT => return Poll::Ready(None),
-                DRAINING => match &mut graceful {
-                    None => return Poll::Ready(None),
-                    Some(once) => {
-                        if let Some(graceful) = once.take() {
-                            graceful(conn.as_mut());
-                        }
+            match (self.state.load(Ordering::Acquire), &mut graceful) {
+                (CUT, Some(once)) if goaway => {
+                    if let Some(graceful) = once.take() {
+                        graceful(conn.as_mut());
                     }
-                },
+                    let timer =
+                        grace.get_or_insert_with(|| Box::pin(tokio::time::sleep(GOAWAY_GRACE)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                }
+                (CUT, _) | (DRAINING, None) => return Poll::Ready(None),
+                (DRAINING, Some(once)) => {
+                    if let Some(graceful) = once.take() {
+                        graceful(conn.as_mut());
+                    }
+                }
                 _ => {}
             }
             conn.as_mut().poll(cx).map(Some)
@@ -280,11 +310,29 @@ impl Slot {
     }
 }
 
+/// How long an idle HTTP/2 connection that was sent `GOAWAY` may take to close before it is
+/// dropped.
+pub(crate) const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
+/// One request of a connection in flight (see [`Slot::request`]): the connection does not
+/// count as waiting for a request head until this is dropped.
+pub(crate) struct InFlight {
+    slot: Arc<Slot>,
+    concurrent: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.slot.step(u64::MAX, self.concurrent); // -1, wrapping
+    }
+}
+
 /// A response body that tells its connection's slot, when hyper drops it once sent, that
 /// the request is done: the wait for the next request head starts then.
 pub(crate) struct Armed {
     pub(crate) body: crate::Body,
-    pub(crate) slot: Option<Arc<Slot>>,
+    /// Held for its `Drop`: the request ends when its body is gone.
+    pub(crate) _request: Option<InFlight>,
 }
 
 impl http_body::Body for Armed {
@@ -304,14 +352,6 @@ impl http_body::Body for Armed {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
-    }
-}
-
-impl Drop for Armed {
-    fn drop(&mut self) {
-        if let Some(slot) = &self.slot {
-            slot.arm();
-        }
     }
 }
 

@@ -3,8 +3,12 @@
 //! Connections are served by hyper: HTTP/1.1 with keep-alive, and HTTP/2 (prior knowledge)
 //! when `[http] http2` is on, told apart by peeking at the first bytes. Each connection runs in
 //! its own tokio task, on one of the server's lanes (threads with a single-threaded runtime
-//! each, `[http] workers`; see `lanes.rs`), and each request in its own future. An accept
-//! error (out of file descriptors, say) backs off and retries rather than ending the loop.
+//! each, `[http] workers`; see `lanes.rs`), and each request in its own future. A connection
+//! idle for `header_read_timeout` (HTTP/1: no request head; HTTP/2: no open stream) is cut.
+//! At most `[http] max_connections` are served at once: one more is answered `503` and
+//! closed. An accept error (out of file descriptors, say) backs off and retries rather than
+//! ending the loop; out of descriptors, a descriptor held in reserve lets the loop take the
+//! waiting connection and close it, so its client is not left hanging in the backlog.
 //! On shutdown the listener closes first, in-flight requests finish, and then the app's
 //! shutdown hooks run (pending session commits), all within `[http] shutdown_timeout`.
 
@@ -24,11 +28,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use http::StatusCode;
+
 use crate::app::{AppContext, Dispatch};
 use crate::config::HttpConfig;
-use crate::connections::{Armed, Connections, Slot};
+use crate::connections::{Armed, Connections, InFlight, Slot};
 use crate::lanes::Lanes;
-use crate::{App, Body};
+use crate::respond::{ErrorPage, RequestHead, Responder};
+use crate::{App, Body, Response};
 
 /// hyper does not accept a read buffer smaller than this.
 const MIN_BUF_SIZE: usize = 8 * 1024;
@@ -95,6 +102,8 @@ pub async fn serve(
 
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
+    let mut reserve = Reserve::open();
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -106,12 +115,31 @@ pub async fn serve(
                 stream
             }
             Err(err) => {
+                // Out of descriptors, the connection waiting in the backlog would wait
+                // there unanswered: spend the reserved descriptor on taking it and closing
+                // it, so its client learns at once, then back off and take the reserve back.
+                let out_of_files = matches!(err.raw_os_error(), Some(EMFILE | ENFILE));
+                if out_of_files && reserve.release() {
+                    // Each one closed gives its descriptor back for the next.
+                    for _ in 0..MAX_REFUSALS {
+                        let next = std::future::poll_fn(|cx| listener.poll_accept(cx));
+                        match futures_util::FutureExt::now_or_never(next) {
+                            Some(Ok((stream, _))) => drop(stream),
+                            _ => break,
+                        }
+                    }
+                    reserve = Reserve::open();
+                }
                 tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
+        if connections.live() >= http.max_connections {
+            refuse(stream, &refusals);
+            continue;
+        }
         // Small responses should leave at once, not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         let context = context.clone();
@@ -166,14 +194,16 @@ async fn connection(
     let io = TokioIo::new(stream);
     let result = match protocol {
         Protocol::Http1 => {
-            let service = service(context, Some(slot.clone()));
+            let service = service(context, slot.clone(), None);
             let conn = builders.http1.serve_connection(io, service);
-            slot.supervise(conn, |c| c.graceful_shutdown()).await
+            slot.supervise(conn, |c| c.graceful_shutdown(), false).await
         }
         Protocol::Http2 => {
-            slot.busy();
-            let conn = builders.http2.serve_connection(io, service(context, None));
-            slot.supervise(conn, |c| c.graceful_shutdown()).await
+            // hyper bounds the header *bytes* of an HTTP/2 request, not their count.
+            let max_headers = context.config().http.max_headers;
+            let service = service(context, slot.clone(), Some(max_headers));
+            let conn = builders.http2.serve_connection(io, service);
+            slot.supervise(conn, |c| c.graceful_shutdown(), true).await
         }
     };
     if let Some(Err(err)) = result {
@@ -181,12 +211,14 @@ async fn connection(
     }
 }
 
-/// The hyper service of one connection: each request is dispatched to the app. On HTTP/1
-/// (`slot` given) a request's arrival lifts the connection's head deadline, and its
-/// response, once sent, sets it again for the next request.
+/// The hyper service of one connection: each request is dispatched to the app. A request's
+/// arrival lifts the connection's head deadline until its response has been sent (or the
+/// request abandoned); an HTTP/2 connection (`max_headers` given, since hyper does not count
+/// its headers) runs each stream as a task of its own, so the count is kept atomically.
 fn service(
     context: AppContext,
-    slot: Option<Arc<Slot>>,
+    slot: Arc<Slot>,
+    max_headers: Option<usize>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = hyper::Response<Armed>,
@@ -194,30 +226,99 @@ fn service(
     Future = Respond,
 > + Clone {
     service_fn(move |req: hyper::Request<Incoming>| {
-        if let Some(slot) = &slot {
-            slot.busy();
-        }
-        Respond {
-            dispatch: context.clone().dispatch(req.map(Body::from)),
-            slot: slot.clone(),
-        }
+        let request = Some(slot.request(max_headers.is_some()));
+        let answer = match max_headers {
+            Some(max) if req.headers().len() > max => {
+                let head = RequestHead::new(req.method(), req.headers());
+                let page = ErrorPage::new(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    format!("more than {max} request headers"),
+                );
+                Answer::Now(Some(page.respond(&head)))
+            }
+            _ => Answer::Dispatch(context.clone().dispatch(req.map(Body::from))),
+        };
+        Respond { answer, request }
     })
 }
 
-/// A request's answer, for hyper: the app's response, with a body that re-arms the
-/// connection's head deadline once sent.
+/// A request's answer, for hyper: the app's response (or a refusal made before dispatch),
+/// with a body that re-arms the connection's head deadline once sent.
 struct Respond {
-    dispatch: Dispatch,
-    slot: Option<Arc<Slot>>,
+    answer: Answer,
+    request: Option<InFlight>,
+}
+
+enum Answer {
+    Dispatch(Dispatch),
+    /// Taken when polled.
+    Now(Option<Response>),
 }
 
 impl Future for Respond {
     type Output = Result<hyper::Response<Armed>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = std::task::ready!(Pin::new(&mut self.dispatch).poll(cx));
-        let slot = self.slot.take();
-        Poll::Ready(Ok(response.map(|body| Armed { body, slot })))
+        let response = match &mut self.answer {
+            Answer::Dispatch(dispatch) => std::task::ready!(Pin::new(dispatch).poll(cx)),
+            Answer::Now(response) => response.take().unwrap_or_default(),
+        };
+        let request = self.request.take();
+        Poll::Ready(Ok(response.map(|body| Armed {
+            body,
+            _request: request,
+        })))
+    }
+}
+
+/// At most this many over-the-limit connections are being answered `503` at once; beyond,
+/// they are closed without an answer.
+const MAX_REFUSALS: usize = 256;
+
+/// What a connection beyond `[http] max_connections` is told before it is closed.
+const REFUSAL: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 33\r\n\r\nserver busy: too many connections";
+
+/// Answers a connection over the limit with a plain `503` and closes it, within a second,
+/// on a task of its own (at most [`MAX_REFUSALS`] at a time).
+fn refuse(stream: tokio::net::TcpStream, refusals: &Arc<tokio::sync::Semaphore>) {
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut stream = stream;
+        let answered = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream.write_all(REFUSAL).await?;
+            stream.shutdown().await?;
+            // Read what the client sent until it closes, so that closing does not reset the
+            // connection before the client has read the answer.
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            io::Result::Ok(())
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), answered).await;
+    });
+}
+
+/// `EMFILE`/`ENFILE`: this process / the system is out of file descriptors.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// A descriptor kept in reserve, so that when the process runs out of them the accept loop
+/// can still take a waiting connection and close it (see [`serve`]).
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn open() -> Self {
+        Self(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Gives the descriptor back to the system; whether there was one.
+    fn release(&mut self) -> bool {
+        self.0.take().is_some()
     }
 }
 
@@ -270,7 +371,12 @@ impl Builders {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX))
+            // While a stream is open, a peer that stops answering pings is gone: its
+            // connection ends instead of holding its streams (an idle connection, with no
+            // stream, is cut by its slot after `header_read_timeout`).
+            .keep_alive_interval(Some(http.header_read_timeout))
+            .keep_alive_timeout(http.header_read_timeout);
         Self { http1, http2 }
     }
 }

@@ -98,6 +98,17 @@ pub(crate) fn start_app(redis_port: u16, name: &str) -> (Guard, String) {
 
 /// [`start_app`] with `extra` INI lines appended (new sections such as `[jobs]`).
 pub(crate) fn start_app_with(redis_port: u16, name: &str, extra: &str) -> (Guard, String) {
+    start_app_limited(redis_port, name, extra, None)
+}
+
+/// [`start_app_with`], the process limited to `open_files` descriptors when given (through
+/// the shell's `ulimit -n`, which then `exec`s the app: same process).
+pub(crate) fn start_app_limited(
+    redis_port: u16,
+    name: &str,
+    extra: &str,
+    open_files: Option<u32>,
+) -> (Guard, String) {
     let config = std::env::temp_dir().join(format!("rondo-{name}-{redis_port}.ini"));
     std::fs::write(
         &config,
@@ -107,7 +118,19 @@ pub(crate) fn start_app_with(redis_port: u16, name: &str, extra: &str) -> (Guard
         ),
     )
     .expect("write config");
-    let mut app = Command::new(env!("CARGO_BIN_EXE_example-app"))
+    let binary = env!("CARGO_BIN_EXE_example-app");
+    let mut command = match open_files {
+        None => Command::new(binary),
+        Some(limit) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(binary);
+            shell
+        }
+    };
+    let mut app = command
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "info")
