@@ -245,6 +245,48 @@ impl RedisPool {
         app.state(pools.clone()).register_collector(pools)
     }
 
+    /// Why Redis refuses the settings of `config`, if it answers and does: a database index
+    /// it does not have, a wrong user name or password. A pool only sees such a refusal as
+    /// connections that never come (it keeps retrying until its timeout), so a start-up that
+    /// failed asks here, with one direct connection, to report a configuration error
+    /// instead of an outage. `None` when Redis cannot be reached at all, or accepts them.
+    pub async fn refusal(config: &RedisPoolConfig) -> Option<String> {
+        let client = redis::Client::open(config.url()).ok()?;
+        let attempt = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        let err = match tokio::time::timeout(config.timeout, attempt).await {
+            Ok(Err(err)) => err,
+            Ok(Ok(_)) | Err(_) => return None,
+        };
+        let what = err.to_string();
+        let name = &config.name;
+        if what.contains("DB index is out of range") {
+            Some(format!(
+                "[redis] {name}[db_index] = {}: Redis at {}:{} has no such database (it \
+                 answered \"{what}\"; its `databases` setting bounds the index)",
+                config.db_index, config.host, config.port
+            ))
+        } else if [
+            "WRONGPASS",
+            "NOAUTH",
+            "invalid password",
+            "invalid username-password",
+        ]
+        .iter()
+        .any(|sign| what.contains(sign))
+        {
+            Some(format!(
+                "[redis] {name}[username] / {name}[password]: Redis at {}:{} refused them \
+                 ({what})",
+                config.host, config.port
+            ))
+        } else {
+            None
+        }
+    }
+
     /// The pool's settings.
     pub fn config(&self) -> &RedisPoolConfig {
         &self.config

@@ -212,3 +212,61 @@ fn cookie_name_prefixes_refuse_contradicting_settings() {
     .unwrap();
     assert_eq!(ok.session.cookie_name, "__Host-sid");
 }
+
+/// `cookie_samesite = none` on a plain `http://` URL with `cookie_secure = auto` would send a
+/// cookie browsers reject: the start is refused, naming the file, line and key.
+#[test]
+fn samesite_none_without_secure_is_refused() {
+    let err = Config::parse_str(
+        "[app]\nurl = http://shop.example\n[session]\nstore = memory\ncookie_samesite = none\n",
+        "shop.ini",
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!((err.line(), err.key()), (Some(5), Some("cookie_samesite")));
+    assert!(
+        err.to_string()
+            .starts_with("shop.ini:5: [session] cookie_samesite:"),
+        "{err}"
+    );
+    // On https (or with an explicit Secure) it is fine.
+    for fix in [
+        "[app]\nurl = https://shop.example\n",
+        "[session]\ncookie_secure = true\n",
+    ] {
+        let text = format!("{fix}[session]\nstore = memory\ncookie_samesite = none\n");
+        let text = text.replacen("[session]\n[session]\n", "[session]\n", 1);
+        assert!(Config::parse_str(&text, "shop.ini").is_ok(), "{text}");
+    }
+}
+
+/// A database index the Redis server does not have is a configuration error naming the
+/// key, not "Redis unreachable", and it stops the start even with `store = auto`.
+#[tokio::test]
+async fn a_database_index_redis_lacks_is_a_config_error() {
+    let redis = rondo_tests::redis::RedisServer::start().await;
+    for store in ["redis", "auto"] {
+        let config = Config::parse_str(
+            &format!(
+                "[session]\nstore = {store}\n[redis]\ndefault[port] = {}\ndefault[db_index] = 999\n\
+                 default[timeout] = 300ms\n",
+                redis.port()
+            ),
+            "shop.ini",
+        )
+        .unwrap();
+        let err = rondo::SessionManager::from_config(&config)
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, rondo::SessionError::Misconfigured(_)),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("shop.ini: [redis] default[db_index] = 999:"),
+            "{message}"
+        );
+        assert!(message.contains("no such database"), "{message}");
+    }
+}

@@ -30,8 +30,13 @@ use super::registry::{Board, Published, MAILBOX};
 use super::store::{msgpack_values, unix_now, Commit, Delta, Loaded, Record, StoreError};
 use super::SessionError;
 
-/// A commit that keeps conflicting this many times in a row gives up with 503.
-const MAX_CONFLICTS: usize = 32;
+/// A commit that keeps conflicting gives up ([`SessionError::Busy`]) after this many tries
+/// in a row...
+const MAX_CONFLICTS: usize = 64;
+/// ...or after this long, whichever comes first. Contention is not an outage: between tries
+/// the actor backs off a random while (see [`contention_pause`]), so that writers on
+/// several servers stop colliding, and changes keep queueing (coalesced) meanwhile.
+const CONFLICT_BUDGET: Duration = Duration::from_secs(2);
 
 /// A closure for `update`: old value in, new value out (`None` removes the key). It may run
 /// more than once (again after a conflict), so it must not have side effects.
@@ -43,6 +48,9 @@ pub(crate) type UpdateFn =
 pub(crate) enum Op {
     Set(String, Bytes),
     Remove(String),
+    /// Removes every key starting with this (a rotation drops the CSRF tokens issued
+    /// before it).
+    RemovePrefix(String),
     Clear,
 }
 
@@ -75,7 +83,10 @@ pub(crate) enum Msg {
         seen: Option<Option<u64>>,
     },
     /// Changes from a request, applied in memory now, committed at the next flush.
-    Apply { ops: Vec<Op> },
+    /// `acked`: the client was already told they are applied (a response sent before the
+    /// commit, after the session was confirmed to exist): should the session move to a new
+    /// id before they are committed, they follow it.
+    Apply { ops: Vec<Op>, acked: bool },
     /// Commit what is pending; reply (if asked) once it is stored.
     Flush { reply: Option<Reply<()>> },
     /// Read-modify-write of one key, answered with the committed value.
@@ -97,7 +108,8 @@ pub(crate) enum Msg {
 
 /// A change waiting for its commit.
 enum Pending {
-    Op(Op),
+    /// A blind change; `acked` as in [`Msg::Apply`].
+    Op { op: Op, acked: bool },
     Update {
         key: String,
         f: UpdateFn,
@@ -145,7 +157,7 @@ pub(super) fn spawn(
 ) {
     let mut actor = Actor::new(shared.clone(), key, generation, rx, fresh, registered);
     actor.published = published;
-    shared.tracker.spawn(actor.run());
+    shared.tracker.spawn(Box::new(actor).run());
 }
 
 struct Actor {
@@ -165,6 +177,9 @@ struct Actor {
     fresh: bool,
     /// Destroyed, rotated away, expired or never existed: every later message is refused.
     gone: bool,
+    /// Where the session went when it is gone because its id was rotated: acknowledged
+    /// changes that still arrive here follow it.
+    moved_to: Option<StoreKey>,
     touch_due: bool,
     /// Results of the `update`s in `pending`, by waiter index.
     updates: Vec<UpdateWaiter>,
@@ -195,6 +210,7 @@ impl Actor {
             pending: Vec::new(),
             fresh,
             gone: false,
+            moved_to: None,
             touch_due: false,
             updates: Vec::new(),
             flushes: Vec::new(),
@@ -204,7 +220,10 @@ impl Actor {
         }
     }
 
-    async fn run(mut self) {
+    /// The actor's life. It runs boxed: the task then holds the loop's small state and a
+    /// pointer, not a second copy of the actor (an `async fn` keeps its arguments apart from
+    /// its locals), and a node holds up to `max_actors` idle ones.
+    async fn run(mut self: Box<Self>) {
         let idle = if self.registered {
             self.shared.settings.actor_idle_timeout
         } else {
@@ -363,7 +382,9 @@ impl Actor {
         for msg in batch {
             match msg {
                 Msg::Open { reply, .. } => drop(reply.send(Err(err.clone()))),
-                Msg::Apply { ops } => self.pending.extend(ops.into_iter().map(Pending::Op)),
+                Msg::Apply { ops, acked } => self
+                    .pending
+                    .extend(ops.into_iter().map(|op| Pending::Op { op, acked })),
                 Msg::Flush { reply } => {
                     if let Some(reply) = reply {
                         drop(reply.send(Err(err.clone())));
@@ -382,6 +403,9 @@ impl Actor {
 
     async fn handle(&mut self, msg: Msg) {
         if self.gone {
+            if let (Msg::Apply { ops, acked: true }, Some(to)) = (&msg, &self.moved_to) {
+                return self.forward(to, ops.clone());
+            }
             return refuse(msg);
         }
         match msg {
@@ -394,7 +418,7 @@ impl Actor {
                 });
                 drop(reply.send(Ok(snapshot)));
             }
-            Msg::Apply { ops } => self.apply_ops(ops),
+            Msg::Apply { ops, acked } => self.apply_ops(ops, acked),
             Msg::Flush { reply } => {
                 self.flush_requested = true;
                 if let Some(reply) = reply {
@@ -407,7 +431,7 @@ impl Actor {
                 mut f,
                 reply,
             } => {
-                self.apply_ops(ops);
+                self.apply_ops(ops, false);
                 match f(self.data.get(&key)) {
                     Ok(value) => {
                         set(&mut self.data, &key, value.clone());
@@ -419,7 +443,7 @@ impl Actor {
                 }
             }
             Msg::Regenerate { ops, to, reply } => {
-                self.apply_ops(ops);
+                self.apply_ops(ops, false);
                 self.flush_requested = true;
                 self.commit_pending().await;
                 if !self.pending.is_empty() {
@@ -432,6 +456,10 @@ impl Actor {
                 drop(reply.send(match moved {
                     Ok(true) => {
                         self.gone = true;
+                        // Changes acknowledged before the rename that reach this actor only
+                        // now follow the session.
+                        self.moved_to = Some(to);
+                        self.published.moved.store(true, Ordering::SeqCst);
                         *self.published.copy.lock() = None;
                         Ok(())
                     }
@@ -454,10 +482,10 @@ impl Actor {
         }
     }
 
-    fn apply_ops(&mut self, ops: Vec<Op>) {
+    fn apply_ops(&mut self, ops: Vec<Op>, acked: bool) {
         for op in ops {
             apply(&mut self.data, &op);
-            self.pending.push(Pending::Op(op));
+            self.pending.push(Pending::Op { op, acked });
         }
     }
 
@@ -478,6 +506,7 @@ impl Actor {
             Loaded::Unchanged => {}
             Loaded::Missing if self.fresh && known == 0 => {}
             Loaded::Missing => self.mark_gone(),
+            Loaded::Moved(to) => self.follow(to),
             Loaded::Record(record) => {
                 self.shared.stats.loads.inc();
                 self.rebase(record);
@@ -535,9 +564,9 @@ impl Actor {
         let mut kept = Vec::with_capacity(self.pending.len());
         for pending in std::mem::take(&mut self.pending) {
             match pending {
-                Pending::Op(op) => {
+                Pending::Op { op, acked } => {
                     apply(&mut self.data, &op);
-                    kept.push(Pending::Op(op));
+                    kept.push(Pending::Op { op, acked });
                 }
                 Pending::Update { key, mut f, waiter } => match f(self.data.get(&key)) {
                     Ok(value) => {
@@ -556,13 +585,62 @@ impl Actor {
         self.pending = kept;
     }
 
+    /// The session moved to `to` (its id was rotated, on this server or another) before
+    /// the pending changes were committed. Changes whose response already said they were
+    /// applied follow it to the new key; the others (an `update`, a flush that is waited
+    /// for) were not acknowledged and are answered `Gone` instead.
+    ///
+    /// Only acknowledged changes follow, and a change is acknowledged only after its request
+    /// confirmed that the session still existed under this key: so they are changes made
+    /// before the rotation, not after it by whoever kept the old id.
+    fn follow(&mut self, to: StoreKey) {
+        let mut carried = Vec::new();
+        self.pending.retain(|pending| match pending {
+            Pending::Op { op, acked: true } => {
+                carried.push(op.clone());
+                false
+            }
+            _ => true,
+        });
+        self.forward(&to, carried);
+        self.moved_to = Some(to);
+        self.published.moved.store(true, Ordering::SeqCst);
+        self.mark_gone();
+    }
+
+    /// Hands acknowledged changes to the session's new key (see [`Actor::follow`]): also
+    /// those that reach this actor after it learnt of the move.
+    fn forward(&self, to: &StoreKey, carried: Vec<Op>) {
+        if !carried.is_empty() {
+            tracing::debug!(session = %self.tag(), changes = carried.len(), "session moved to a new id; its acknowledged changes follow it");
+            let to = to.clone();
+            let shared = self.shared.clone();
+            // From a task of its own: an actor never waits on another actor's mailbox.
+            self.shared.tracker.spawn(async move {
+                let apply = Msg::Apply {
+                    ops: carried,
+                    acked: true,
+                };
+                // The changes and their flush go to one actor: past `max_actors` each lookup
+                // of a key may give a new one.
+                let handed = match shared.send(&to, apply).await {
+                    Ok(actor) => actor.send(Msg::Flush { reply: None }).await.is_ok(),
+                    Err(_) => false,
+                };
+                if !handed {
+                    tracing::error!(session = %to.log_tag(), "changes for a moved session could not be handed over");
+                }
+            });
+        }
+    }
+
     fn mark_gone(&mut self) {
         self.gone = true;
         *self.published.copy.lock() = None;
         let dropped = self
             .pending
             .iter()
-            .filter(|p| matches!(p, Pending::Op(_)))
+            .filter(|p| matches!(p, Pending::Op { .. }))
             .count();
         if dropped > 0 {
             tracing::info!(session = %self.tag(), changes = dropped, "session ended elsewhere; its pending changes are dropped");
@@ -576,9 +654,17 @@ impl Actor {
         self.flush_requested = false;
         self.retry_at = None;
         let started = Instant::now();
-        for _ in 0..MAX_CONFLICTS {
+        for attempt in 0..MAX_CONFLICTS {
             if self.gone {
                 return;
+            }
+            if attempt > 0 {
+                if started.elapsed() >= CONFLICT_BUDGET {
+                    break;
+                }
+                if let Some(pause) = contention_pause(attempt) {
+                    tokio::time::sleep(pause).await;
+                }
             }
             let Some(base) = &self.base else {
                 return self.answer(Ok(()));
@@ -643,9 +729,7 @@ impl Actor {
                 Err(err) => return self.fail_commit(err.into()),
             }
         }
-        self.fail_commit(SessionError::Unavailable(
-            "too many concurrent writers".into(),
-        ));
+        self.fail_commit(SessionError::Busy);
     }
 
     /// The changed keys between `base` and `data`, among those pending changes touched.
@@ -653,10 +737,25 @@ impl Actor {
         let mut touched: HashSet<&str> = HashSet::new();
         for pending in &self.pending {
             match pending {
-                Pending::Op(Op::Set(k, _) | Op::Remove(k)) | Pending::Update { key: k, .. } => {
+                Pending::Op {
+                    op: Op::Set(k, _) | Op::Remove(k),
+                    ..
+                }
+                | Pending::Update { key: k, .. } => {
                     touched.insert(k);
                 }
-                Pending::Op(Op::Clear) => touched.extend(base.data.keys().map(String::as_str)),
+                Pending::Op {
+                    op: Op::RemovePrefix(prefix),
+                    ..
+                } => touched.extend(
+                    base.data
+                        .keys()
+                        .filter(|k| k.starts_with(prefix.as_str()))
+                        .map(String::as_str),
+                ),
+                Pending::Op { op: Op::Clear, .. } => {
+                    touched.extend(base.data.keys().map(String::as_str))
+                }
             }
         }
         let mut delta = Delta::default();
@@ -676,8 +775,12 @@ impl Actor {
     /// (already acknowledged to their clients) stay pending and are retried with backoff.
     fn fail_commit(&mut self, err: SessionError) {
         self.shared.stats.commit_failures.inc();
-        tracing::warn!(session = %self.tag(), error = %err, "session commit failed");
-        self.pending.retain(|p| matches!(p, Pending::Op(_)));
+        if matches!(err, SessionError::Busy) {
+            tracing::info!(session = %self.tag(), "session commit gave up under contention; blind changes retry later");
+        } else {
+            tracing::warn!(session = %self.tag(), error = %err, "session commit failed");
+        }
+        self.pending.retain(|p| matches!(p, Pending::Op { .. }));
         self.answer(Err(err));
         self.replay();
         if !self.pending.is_empty() {
@@ -713,12 +816,44 @@ impl Drop for Actor {
         let lost = self
             .pending
             .iter()
-            .filter(|p| matches!(p, Pending::Op(_)))
+            .filter(|p| matches!(p, Pending::Op { .. }))
             .count();
         if lost > 0 {
             tracing::error!(session = %self.tag(), changes = lost, "session changes could not be written before exit");
         }
     }
+}
+
+/// How long to wait before the `attempt`-th try of a commit that keeps conflicting: nothing
+/// before the second, then a random pause of up to 1, 2, 4... ms (at most 32): writers on
+/// several servers that keep colliding drift apart, as in Ethernet's backoff.
+fn contention_pause(attempt: usize) -> Option<Duration> {
+    if attempt < 2 {
+        return None;
+    }
+    let ceiling_us = 1_000u64 << (attempt - 2).min(5);
+    Some(Duration::from_micros(random_below(ceiling_us)))
+}
+
+/// A number in `0..bound`: jitter only, so a per-thread xorshift seeded from the clock will
+/// do.
+fn random_below(bound: u64) -> u64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+                | 1,
+        );
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x % bound.max(1)
+    })
 }
 
 fn refuse(msg: Msg) {
@@ -738,6 +873,11 @@ fn apply(data: &mut Arc<HashMap<String, Bytes>>, op: &Op) {
     match op {
         Op::Set(k, v) => set(data, k, Some(v.clone())),
         Op::Remove(k) => set(data, k, None),
+        Op::RemovePrefix(prefix) => {
+            if data.keys().any(|k| k.starts_with(prefix.as_str())) {
+                Arc::make_mut(data).retain(|k, _| !k.starts_with(prefix.as_str()));
+            }
+        }
         Op::Clear => {
             if !data.is_empty() {
                 *data = Arc::default();
@@ -777,10 +917,13 @@ mod tests {
             .store_key("");
         let actor = Actor::new(manager.shared.clone(), key, 1, rx, true, false);
         let state = std::mem::size_of_val(&actor);
-        let future = std::mem::size_of_val(&actor.run());
+        let future = std::mem::size_of_val(&Box::new(actor).run());
+        // The task holds the loop's state and a pointer to the boxed actor: an idle actor
+        // costs its state once, plus this.
         assert!(
-            future <= state + 512,
-            "actor future is {future} bytes for {state} bytes of state"
+            future <= 512,
+            "actor future is {future} bytes (and {state} bytes of boxed state)"
         );
+        assert!(state <= 320, "actor state is {state} bytes");
     }
 }

@@ -8,6 +8,10 @@ use http::HeaderMap;
 use super::id::SessionId;
 use crate::config::{self, Config};
 
+/// Session cookies of one request looked up in the store, at most: a browser sends one per
+/// path and domain that set it, so a few are legitimate; the rest are ignored.
+pub(crate) const MAX_CANDIDATES: usize = 4;
+
 /// Cookie attributes, from `[session]` and `[app] url`.
 #[derive(Debug, Clone)]
 pub(crate) struct CookieSettings {
@@ -48,22 +52,43 @@ impl CookieSettings {
         }
     }
 
-    /// The first session id in the request's cookies that has Rondo's shape.
+    /// The session ids in the request's cookies that have Rondo's shape, in the order sent
+    /// (at most [`MAX_CANDIDATES`]); the session is the first of them the store knows.
     ///
-    /// Several `Cookie` headers and several cookies of the same name (set for other paths)
-    /// are allowed; malformed pairs are skipped, never an error.
-    pub(crate) fn read(&self, headers: &HeaderMap) -> Option<SessionId> {
-        headers
+    /// Several `Cookie` headers and several cookies of the same name (set for other paths,
+    /// or planted by a sibling domain: "cookie tossing") are allowed. Each header is read as
+    /// bytes and split into pairs first, so a pair that is not valid text (a non-ASCII
+    /// sibling cookie) is skipped alone instead of hiding the whole header; malformed pairs
+    /// are skipped, never an error.
+    pub(crate) fn read(&self, headers: &HeaderMap) -> Vec<SessionId> {
+        let mut ids: Vec<SessionId> = Vec::new();
+        let pairs = headers
             .get_all(http::header::COOKIE)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name.trim() == self.name)
-                    .then(|| SessionId::parse(value.trim().trim_matches('"')))?
-            })
-            .next()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b';'));
+        for pair in pairs {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+                continue;
+            };
+            let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            if name != self.name.as_bytes() {
+                continue;
+            }
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            let Some(id) = std::str::from_utf8(value).ok().and_then(SessionId::parse) else {
+                continue;
+            };
+            if !ids.contains(&id) {
+                ids.push(id);
+                if ids.len() == MAX_CANDIDATES {
+                    break;
+                }
+            }
+        }
+        ids
     }
 
     /// `Set-Cookie` for `id`, living `max_age` (the lifespan, or less near the absolute
@@ -155,14 +180,70 @@ mod tests {
             http::header::COOKIE,
             HeaderValue::from_str(&value).expect("ascii"),
         );
-        assert_eq!(
-            s.read(&headers).map(|id| id.as_str().to_owned()),
-            Some(good)
-        );
+        let ids: Vec<String> = s
+            .read(&headers)
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        assert_eq!(ids, vec![good]);
         headers.insert(
             http::header::COOKIE,
             HeaderValue::from_static("dmsession=../../etc"),
         );
-        assert_eq!(s.read(&headers), None);
+        assert!(s.read(&headers).is_empty());
+    }
+
+    /// A sibling cookie that is not ASCII (`pref=café`) is skipped alone: the session
+    /// cookie in the same header is still read.
+    #[test]
+    fn a_non_ascii_sibling_cookie_does_not_hide_the_session() {
+        let s = settings("");
+        let good = "c".repeat(43);
+        let mut headers = HeaderMap::new();
+        let value = format!("dmsession={good}; pref=caf\u{e9}");
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_bytes(value.as_bytes()).expect("visible bytes"),
+        );
+        assert!(headers[http::header::COOKIE].to_str().is_err(), "not ASCII");
+        let ids: Vec<String> = s
+            .read(&headers)
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        assert_eq!(ids, vec![good]);
+    }
+
+    /// Every session cookie of the request is a candidate, in order, without repeats, and at
+    /// most a few of them.
+    #[test]
+    fn several_session_cookies_are_all_candidates_in_order() {
+        let s = settings("");
+        let (a, b) = ("a".repeat(43), "b".repeat(43));
+        let mut headers = HeaderMap::new();
+        let value = format!("dmsession={a}; dmsession=\"{b}\"; dmsession={a}");
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_str(&value).expect("ascii"),
+        );
+        let ids: Vec<String> = s
+            .read(&headers)
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        assert_eq!(ids, vec![a, b]);
+        let many: String = (0..10)
+            .map(|i| {
+                format!(
+                    "dmsession={}; ",
+                    char::from(b'd' + i).to_string().repeat(43)
+                )
+            })
+            .collect();
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_str(&many).expect("ascii"),
+        );
+        assert_eq!(s.read(&headers).len(), MAX_CANDIDATES);
     }
 }

@@ -3,8 +3,11 @@
 //! A page asks the session for a token for the form it renders
 //! ([`Session::csrf_token`], the form name being the form's `action` path) and puts it in a
 //! hidden `_csrf` field. The controller that receives the POST takes a [`CsrfForm<T>`]
-//! argument: the token must be one the session issued for that path, and it is spent on use.
-//! A missing or wrong token answers 400 before the controller runs.
+//! argument: the token must be one the session issued for that path, and it is spent on use,
+//! atomically across requests and servers (of concurrent requests with one token, one
+//! passes). A missing or wrong token answers 400 before the controller runs; a form that
+//! does not decode answers 422 and leaves its token unspent. Rotating the session id
+//! (`regenerate`, on login) drops every token issued before.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use super::actor::UpdateFn;
 use super::{Session, SessionError, SessionManager};
 use crate::app::AppContext;
 use crate::extract::{read_body, FromRequest, Rejection};
@@ -21,8 +25,11 @@ use crate::{Request, Response};
 /// Outstanding tokens kept per form: several open tabs each hold one.
 const TOKENS_PER_FORM: usize = 8;
 
+/// Where the tokens of a form live in the session: `_csrf:{form}`.
+pub(super) const PREFIX: &str = "_csrf:";
+
 fn slot(form: &str) -> String {
-    format!("_csrf:{form}")
+    format!("{PREFIX}{form}")
 }
 
 impl Session {
@@ -53,31 +60,48 @@ impl Session {
 
     /// Checks `token` against the tokens issued for `form` and spends it.
     ///
+    /// Spending is atomic across requests and servers: it is an `update` of the form's
+    /// token list, so of several requests carrying the same token at once (on one server
+    /// or many), exactly one succeeds; the others find it gone when their commit replays.
+    ///
     /// # Errors
     ///
     /// [`SessionError::Csrf`] when it was not issued (or already used); store errors.
     pub async fn verify_csrf(&self, form: &str, token: &str) -> Result<(), SessionError> {
         let slot = slot(form);
-        let Some(raw) = self.raw_get(&slot).await? else {
-            return Err(SessionError::Csrf);
-        };
-        let mut tokens: Vec<String> = rmp_serde::from_slice(&raw).unwrap_or_default();
-        // Compare against every token so the time taken does not say which one matched.
-        let mut found = None;
-        for (i, issued) in tokens.iter().enumerate() {
-            if bool::from(issued.as_bytes().ct_eq(token.as_bytes())) {
-                found = Some(i);
+        let token = token.to_owned();
+        let spend: UpdateFn = Box::new(move |issued| {
+            let Some(issued) = issued else {
+                return Err(SessionError::Csrf);
+            };
+            let mut tokens: Vec<String> = rmp_serde::from_slice(issued).unwrap_or_default();
+            // Compare against every token so the time taken does not say which one matched.
+            let mut found = None;
+            for (i, candidate) in tokens.iter().enumerate() {
+                if bool::from(candidate.as_bytes().ct_eq(token.as_bytes())) {
+                    found = Some(i);
+                }
             }
+            let Some(i) = found else {
+                return Err(SessionError::Csrf);
+            };
+            tokens.remove(i);
+            if tokens.is_empty() {
+                return Ok(None);
+            }
+            rmp_serde::to_vec(&tokens)
+                .map(|raw| Some(raw.into()))
+                .map_err(|e| SessionError::Encode {
+                    key: PREFIX.to_owned(),
+                    message: e.to_string(),
+                })
+        });
+        match self.update_raw(slot, spend, false).await {
+            Ok(_) => Ok(()),
+            // No session, or it ended meanwhile: no token of it can be valid.
+            Err(SessionError::Gone) => Err(SessionError::Csrf),
+            Err(err) => Err(err),
         }
-        let Some(i) = found else {
-            return Err(SessionError::Csrf);
-        };
-        tokens.remove(i);
-        let raw = rmp_serde::to_vec(&tokens).map_err(|e| SessionError::Encode {
-            key: slot.clone(),
-            message: e.to_string(),
-        })?;
-        self.raw_put(&slot, raw.into())
     }
 }
 
@@ -141,11 +165,13 @@ impl<T: DeserializeOwned + Send> FromRequest for CsrfForm<T> {
         let bytes = read_body(Request::from_parts(parts, body), app.limits()).await?;
         let token: TokenField = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| Rejection::InvalidForm(e.to_string()))?;
+        // The form is decoded before the token is spent: a form that fails to decode (422)
+        // leaves its token valid, so the corrected form can be sent again.
+        let form = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| Rejection::InvalidForm(e.to_string()))?;
         session
             .verify_csrf(&form_name, token.csrf.as_deref().unwrap_or(""))
             .await?;
-        serde_urlencoded::from_bytes(&bytes)
-            .map(CsrfForm)
-            .map_err(|e| Rejection::InvalidForm(e.to_string()).into())
+        Ok(CsrfForm(form))
     }
 }

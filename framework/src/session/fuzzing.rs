@@ -11,9 +11,9 @@ use super::store::{msgpack_values, parse_record, Loaded, Record, StoreError};
 use super::{SessionError, SessionId};
 use crate::Config;
 
-/// The session id the `Cookie` headers of a request name, as `[session]` of `config` reads
-/// them.
-pub fn cookie_session_id(config: &Config, headers: &HeaderMap) -> Option<SessionId> {
+/// The session ids the `Cookie` headers of a request name, in order, as `[session]` of
+/// `config` reads them.
+pub fn cookie_session_ids(config: &Config, headers: &HeaderMap) -> Vec<SessionId> {
     CookieSettings::from_config(config).read(headers)
 }
 
@@ -26,7 +26,9 @@ pub fn cookie_session_id(config: &Config, headers: &HeaderMap) -> Option<Session
 pub fn parse_redis_record(fields: Vec<Value>) -> Result<Record, StoreError> {
     match msgpack_values(Loaded::Record(parse_record(fields)?))? {
         Loaded::Record(record) => Ok(record),
-        Loaded::Missing | Loaded::Unchanged => Err(StoreError::Corrupt("no record".into())),
+        Loaded::Missing | Loaded::Unchanged | Loaded::Moved(_) => {
+            Err(StoreError::Corrupt("no record".into()))
+        }
     }
 }
 

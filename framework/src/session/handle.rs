@@ -32,6 +32,14 @@ use crate::respond::{RequestHead, Responder};
 use crate::scope::Finisher;
 use crate::Response;
 
+/// What the first touch of a session found under one id.
+enum Opened {
+    /// The session's data.
+    Data(Arc<HashMap<String, Bytes>>),
+    /// The store does not know the id; `moved`: because the session was given a new id.
+    Unknown { moved: bool },
+}
+
 /// What the response must say about the cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CookieAction {
@@ -44,6 +52,16 @@ struct State {
     /// The current id; `None` for a session that does not exist (yet), or one opened by
     /// reference (background work knows its record, not its id).
     id: Option<SessionId>,
+    /// The request's other session cookies, tried in order when `id` is unknown to the
+    /// store: a cookie planted for a longer path comes first, and must not hide (or expire)
+    /// the real one.
+    candidates: Vec<SessionId>,
+    /// How many session cookies the request sent: an unknown one is expired only when it
+    /// was the only one (expiring it would delete whichever the browser holds for our path).
+    sent: usize,
+    /// The request's session got a new id while it was on its way: every operation fails
+    /// with `Gone`, and nothing about the cookie is said.
+    moved: bool,
     /// Where the session lives in the store: derived from `id`, or given by a reference.
     key: Option<StoreKey>,
     /// The id names a live session (stored, or created on this node).
@@ -142,7 +160,12 @@ fn actor_ended(_: oneshot::error::RecvError) -> SessionError {
 }
 
 impl Session {
-    pub(crate) fn new(manager: SessionManager, id: Option<SessionId>, in_request: bool) -> Self {
+    /// A handle on the first of `ids` that the store knows (the request's session cookies,
+    /// in the order sent), or on no session.
+    pub(crate) fn new(manager: SessionManager, ids: Vec<SessionId>, in_request: bool) -> Self {
+        let sent = ids.len();
+        let mut ids = ids.into_iter();
+        let id = ids.next();
         let key = id.as_ref().map(|id| manager.key(id));
         let session = Self {
             inner: Arc::new(Inner {
@@ -150,6 +173,8 @@ impl Session {
                 state: Mutex::new(State {
                     id,
                     key,
+                    candidates: ids.collect(),
+                    sent,
                     ..State::default()
                 }),
                 bound: !in_request,
@@ -309,7 +334,7 @@ impl Session {
             // The session ended under us (logged out elsewhere, expired, or its record was
             // unreadable): like an unknown id, the client continues in a fresh session. A
             // session opened by id has no client to continue: it stays ended.
-            Err(SessionError::Gone) if !self.inner.bound => {
+            Err(SessionError::Gone) if !self.inner.bound && !self.inner.state.lock().moved => {
                 self.inner.state.lock().reset();
                 self.update_once(key, f).await
             }
@@ -336,11 +361,29 @@ impl Session {
             }
             Ok(Some(new))
         });
-        let mut update = update;
+        match self.update_raw(key.clone(), update, true).await? {
+            Some(bytes) => decode(&key, &bytes),
+            None => Err(SessionError::Gone),
+        }
+    }
+
+    /// Atomically replaces the value at `key` (any key, the framework's own included) with
+    /// what `update` makes of it, and answers the committed value. `update` may refuse with
+    /// an error, which is returned and changes nothing. A session that does not exist is
+    /// created first when `create` is set; otherwise the answer is [`SessionError::Gone`].
+    pub(super) async fn update_raw(
+        &self,
+        key: String,
+        mut update: UpdateFn,
+        create: bool,
+    ) -> Result<Option<Bytes>, SessionError> {
         self.open(false).await?;
         let unstored = {
             let mut state = self.inner.state.lock();
             if !state.exists {
+                if !create {
+                    return Err(SessionError::Gone);
+                }
                 state.forget_id();
                 self.create_if_new(&mut state)?;
             }
@@ -353,7 +396,7 @@ impl Session {
             self.raw_put(&key, value.clone())?;
             let ops = std::mem::take(&mut self.inner.state.lock().ops);
             self.store_new(&store_key, ops).await?;
-            return decode(&key, &value);
+            return Ok(Some(value));
         }
         let (key_in_store, actor) = self.ensure().await?;
         let ops = std::mem::take(&mut self.inner.state.lock().ops);
@@ -366,15 +409,8 @@ impl Session {
         };
         self.send(&key_in_store, &actor, msg).await?;
         let value = answer.await.map_err(actor_ended)??;
-        self.inner
-            .state
-            .lock()
-            .local
-            .insert(key.clone(), value.clone());
-        match value {
-            Some(bytes) => decode(&key, &bytes),
-            None => Err(SessionError::Gone),
-        }
+        self.inner.state.lock().local.insert(key, value.clone());
+        Ok(value)
     }
 
     /// Gives the session a new id, keeping its data; the old id stops working at once. Call
@@ -389,7 +425,10 @@ impl Session {
             let mut state = self.inner.state.lock();
             match (&state.actor, state.exists) {
                 (Some((key, actor)), true) => {
-                    (key.clone(), actor.clone(), std::mem::take(&mut state.ops))
+                    let (key, actor) = (key.clone(), actor.clone());
+                    // Tokens issued to the old id (to whoever held it) die with it.
+                    state.drop_prefix(super::csrf::PREFIX);
+                    (key, actor, std::mem::take(&mut state.ops))
                 }
                 // Nothing stored yet: the first write creates a new id anyway.
                 _ => return Ok(()),
@@ -460,7 +499,7 @@ impl Session {
     /// The store could not be written, or [`SessionError::Gone`] when the session ended
     /// (logged out, rotated away, expired) before the changes were stored: they were dropped.
     pub async fn persist(&self) -> Result<(), SessionError> {
-        if let Some((key, actor)) = self.hand_over().await? {
+        if let Some((key, actor)) = self.hand_over(false).await? {
             let (reply, answer) = oneshot::channel();
             self.send(&key, &actor, Msg::Flush { reply: Some(reply) })
                 .await?;
@@ -501,7 +540,7 @@ impl Session {
         if state.key.is_some() {
             return Ok(());
         }
-        if self.inner.bound {
+        if self.inner.bound || state.moved {
             return Err(SessionError::Gone);
         }
         let id = SessionId::generate().map_err(|e| SessionError::Random(e.to_string()))?;
@@ -526,6 +565,7 @@ impl Session {
             match op {
                 Op::Set(k, v) => drop(data.insert(k, v)),
                 Op::Remove(k) => drop(data.remove(&k)),
+                Op::RemovePrefix(prefix) => data.retain(|k, _| !k.starts_with(&prefix)),
                 Op::Clear => data.clear(),
             }
         }
@@ -554,11 +594,54 @@ impl Session {
     /// `revalidate`: the caller reads, so the data must be current on every server (the actor
     /// checks the stored version); writers pass `false` and may get the actor's warm copy.
     async fn open(&self, revalidate: bool) -> Result<Arc<HashMap<String, Bytes>>, SessionError> {
+        if self.inner.state.lock().moved {
+            return Err(SessionError::Gone);
+        }
+        loop {
+            let moved = match self.open_one(revalidate).await? {
+                Opened::Data(data) => return Ok(data),
+                Opened::Unknown { moved } => moved,
+            };
+            let mut state = self.inner.state.lock();
+            state.actor = None;
+            state.exists = false;
+            if moved && state.candidates.is_empty() && !self.inner.bound {
+                // The session got a new id while this request, which names the old one, was
+                // on its way (a second tab during a login): its client holds the new cookie
+                // already, or is about to. Answering as a fresh session would expire that
+                // cookie or replace it with an empty session's; the request is refused
+                // instead (409), and a retry carries the new cookie.
+                state.forget_id();
+                state.moved = true;
+                return Err(SessionError::Gone);
+            }
+            if state.candidates.is_empty() {
+                // No cookie of the request names a stored session: its cookie is expired
+                // when it was the only one.
+                state.forget_id();
+                state.validated = true;
+                if state.sent == 1 {
+                    state.cookie.get_or_insert(CookieAction::Expire);
+                }
+                let empty = Arc::new(HashMap::new());
+                state.opened = Some(empty.clone());
+                return Ok(empty);
+            }
+            let next = state.candidates.remove(0);
+            state.key = Some(self.inner.manager.key(&next));
+            state.id = Some(next);
+            state.opened = None;
+            state.validated = false;
+        }
+    }
+
+    /// [`Session::open`] for the current id: its data, or that the store does not know it.
+    async fn open_one(&self, revalidate: bool) -> Result<Opened, SessionError> {
         let key = {
             let mut state = self.inner.state.lock();
             if let Some(data) = &state.opened {
                 if state.validated || !revalidate {
-                    return Ok(data.clone());
+                    return Ok(Opened::Data(data.clone()));
                 }
             }
             match state.key.clone() {
@@ -567,7 +650,7 @@ impl Session {
                     // No session, or one created by this handle: nothing to load.
                     let data = state.opened.get_or_insert_with(Arc::default).clone();
                     state.validated = true;
-                    return Ok(data);
+                    return Ok(Opened::Data(data));
                 }
             }
         };
@@ -581,7 +664,7 @@ impl Session {
             if tracking.current(shared, &actor.stamp) {
                 if let Some(data) = self.take_published(&actor, Some(Some(0))) {
                     shared.stats.memory_reads.inc();
-                    return Ok(data);
+                    return Ok(Opened::Data(data));
                 }
             }
             vouch = Some((tracking, actor.stamp.clone(), tracking.ticket(&actor.stamp)));
@@ -613,15 +696,15 @@ impl Session {
         let actor = self.actor_for(&key);
         if let Some(data) = self.take_published(&actor, seen) {
             vouch();
-            return Ok(data);
+            return Ok(Opened::Data(data));
         }
         let (reply, answer) = oneshot::channel();
-        self.send(&key, &actor, Msg::Open { reply, seen }).await?;
+        let actor = self.send(&key, &actor, Msg::Open { reply, seen }).await?;
         let snapshot = answer.await.map_err(actor_ended)??;
         let mut state = self.inner.state.lock();
         if let Some(data) = &state.opened {
             if state.validated || !revalidate {
-                return Ok(data.clone());
+                return Ok(Opened::Data(data.clone()));
             }
         }
         state.validated = revalidate;
@@ -634,18 +717,15 @@ impl Session {
                 state.refresh_due = snapshot.refresh_due;
                 state.created = snapshot.created;
                 state.opened = Some(snapshot.data.clone());
-                Ok(snapshot.data)
+                Ok(Opened::Data(snapshot.data))
             }
             None => {
                 tracing::debug!(session = %key.log_tag(), "unknown session id refused");
-                state.forget_id();
-                state.actor = None;
-                state.exists = false;
-                state.validated = true;
-                state.cookie.get_or_insert(CookieAction::Expire);
-                let empty = Arc::new(HashMap::new());
-                state.opened = Some(empty.clone());
-                Ok(empty)
+                let moved = actor
+                    .published
+                    .moved
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                Ok(Opened::Unknown { moved })
             }
         }
     }
@@ -714,17 +794,41 @@ impl Session {
         }
     }
 
-    /// Sends to the cached actor, or through the registry if that one has ended.
-    async fn send(&self, key: &StoreKey, actor: &ActorRef, msg: Msg) -> Result<(), SessionError> {
+    /// Sends to the cached actor, or through the registry if that one has ended; answers
+    /// the actor that took the message, which the handle keeps for what follows (a flush
+    /// must reach the actor that holds the changes).
+    async fn send(
+        &self,
+        key: &StoreKey,
+        actor: &ActorRef,
+        msg: Msg,
+    ) -> Result<ActorRef, SessionError> {
         match actor.send(msg).await {
-            Ok(()) => Ok(()),
-            Err(msg) => self.inner.manager.shared.send(key, msg).await,
+            Ok(()) => Ok(actor.clone()),
+            Err(msg) => {
+                let actor = self.inner.manager.shared.send(key, msg).await?;
+                let mut state = self.inner.state.lock();
+                if state.actor.as_ref().is_some_and(|(k, _)| k == key) {
+                    state.actor = Some((key.clone(), actor.clone()));
+                }
+                Ok(actor)
+            }
         }
     }
 
     /// Hands unsent changes (and flash ageing) to the actor. Returns the actor when there is
     /// something to commit or an expiry to refresh.
-    async fn hand_over(&self) -> Result<Option<(StoreKey, ActorRef)>, SessionError> {
+    ///
+    /// `acknowledge`: the response will say the changes are applied before they are
+    /// committed (`persist = after_response`). They are handed over only once the session
+    /// is confirmed to still exist under this id (for free while client-side caching vouches
+    /// for the copy, else one `HGET`): if it was rotated or ended meanwhile, the change is
+    /// refused ([`SessionError::Gone`]) rather than answered as applied and then dropped;
+    /// if it rotates after this check, the change follows it to the new id.
+    async fn hand_over(
+        &self,
+        acknowledge: bool,
+    ) -> Result<Option<(StoreKey, ActorRef)>, SessionError> {
         let (mut ops, flashed, opened, refresh_due) = {
             let mut state = self.inner.state.lock();
             let ops = std::mem::take(&mut state.ops);
@@ -754,9 +858,39 @@ impl Session {
                 .get_or_insert(CookieAction::Set);
         }
         if !ops.is_empty() {
-            self.send(&key, &actor, Msg::Apply { ops }).await?;
+            if acknowledge && !self.confirm_live(&key, &actor).await? {
+                tracing::debug!(session = %key.log_tag(), "session ended before this request's changes could be applied");
+                self.inner.state.lock().reset();
+                return Err(SessionError::Gone);
+            }
+            let acked = acknowledge;
+            let actor = self.send(&key, &actor, Msg::Apply { ops, acked }).await?;
+            return Ok(Some((key, actor)));
         }
         Ok(Some((key, actor)))
+    }
+
+    /// Whether the session still exists at `key` now, as far as every server's writes
+    /// before this moment go: the tracking connection vouches for the actor's copy (no
+    /// round trip), or the store is asked for the stored version.
+    async fn confirm_live(&self, key: &StoreKey, actor: &ActorRef) -> Result<bool, SessionError> {
+        let shared = &self.inner.manager.shared;
+        let tracking = shared.tracking.get();
+        if let Some(tracking) = tracking {
+            if tracking.current(shared, &actor.stamp) {
+                return Ok(true);
+            }
+        }
+        let ticket = tracking.map(|tracking| (tracking, tracking.ticket(&actor.stamp)));
+        let live = match shared.store.version(key).await {
+            Ok(version) => version.is_some(),
+            Err(StoreError::Corrupt(_)) => false,
+            Err(err) => return Err(err.into()),
+        };
+        if let (true, Some((tracking, ticket))) = (live, ticket) {
+            tracking.confirm(&actor.stamp, ticket);
+        }
+        Ok(live)
     }
 
     /// The response's cookie headers.
@@ -784,7 +918,8 @@ impl Session {
                 span.record("session", tracing::field::display(&id));
             }
         }
-        let handed = match self.hand_over().await {
+        let acknowledge = self.inner.manager.shared.settings.persist == PersistMode::AfterResponse;
+        let handed = match self.hand_over(acknowledge).await {
             Ok(handed) => handed,
             Err(err) => {
                 *response = err.respond(head);
@@ -805,8 +940,14 @@ impl Session {
         match shared.settings.persist {
             PersistMode::AfterResponse => response.body_mut().on_sent(move || {
                 if let Err(msg) = actor.try_send(Msg::Flush { reply: None }) {
+                    // The mailbox is full: wait for room in the same actor, which holds the
+                    // changes (past `max_actors`, the registry may hand out another one).
                     let tracker = shared.tracker.clone();
-                    tracker.spawn(async move { shared.send(&key, msg).await });
+                    tracker.spawn(async move {
+                        if let Err(msg) = actor.send(msg).await {
+                            drop(shared.send(&key, msg).await);
+                        }
+                    });
                 }
             }),
             PersistMode::BeforeResponse => {
@@ -815,7 +956,7 @@ impl Session {
                     .send(&key, &actor, Msg::Flush { reply: Some(reply) })
                     .await
                 {
-                    Ok(()) => answer.await.map_err(actor_ended).and_then(|r| r),
+                    Ok(_) => answer.await.map_err(actor_ended).and_then(|r| r),
                     Err(err) => Err(err),
                 };
                 if let Err(err) = result {
@@ -830,17 +971,42 @@ impl State {
     /// Back to "no session": after destroy, or when the session ended elsewhere.
     /// The session has no identity any more (it does not exist).
     fn forget_id(&mut self) {
+        self.candidates.clear();
         self.id = None;
         self.key = None;
     }
 
     fn reset(&mut self) {
-        let cookie = self.cookie;
+        let (cookie, moved) = (self.cookie, self.moved);
         *self = State {
             opened: Some(Arc::default()),
             cookie,
+            moved,
             ..State::default()
         };
+    }
+
+    /// Removes every key starting with `prefix`, for this handle's reads and for the store.
+    fn drop_prefix(&mut self, prefix: &str) {
+        let stored = self
+            .opened
+            .iter()
+            .flat_map(|data| data.keys())
+            .filter(|k| k.starts_with(prefix))
+            .cloned();
+        let removed: Vec<String> = stored.collect();
+        for key in removed {
+            self.local.insert(key, None);
+        }
+        for value in self
+            .local
+            .iter_mut()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+        {
+            *value = None;
+        }
+        self.ops.push(Op::RemovePrefix(prefix.to_owned()));
     }
 
     /// The session's size in bytes if `key` had a value of `len` bytes.

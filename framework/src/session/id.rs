@@ -191,6 +191,24 @@ impl StoreKey {
         &self.0
     }
 
+    /// The hash of the id this key ends in (64 hex digits).
+    pub fn hash(&self) -> &str {
+        let start = self.0.len().saturating_sub(HASH_HEX);
+        self.0.get(start..).unwrap_or_default()
+    }
+
+    /// The key of another session under the same prefix: this key with its hash replaced
+    /// by `hash`, if that is one (64 lowercase hex digits); anything else names nothing.
+    pub fn with_hash(&self, hash: &str) -> Option<StoreKey> {
+        let valid = hash.len() == HASH_HEX
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let start = self.0.len().checked_sub(HASH_HEX)?;
+        let prefix = self.0.get(..start)?;
+        valid.then(|| StoreKey(format!("{prefix}{hash}")))
+    }
+
     /// The session's tag for logs (see [`SessionId::log_tag`]): a salted hash of the key's
     /// id hash, so the tag cannot be matched against keys in Redis.
     pub fn log_tag(&self) -> String {

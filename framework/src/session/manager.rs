@@ -97,15 +97,18 @@ impl Shared {
         self.registry.get_or_spawn(self, key, fresh)
     }
 
-    /// Sends `msg` to the actor for `key`, respawning it if it ended meanwhile.
+    /// Sends `msg` to the actor for `key`, respawning it if it ended meanwhile; answers the
+    /// actor that took it (later messages that belong with it must go to the same one: past
+    /// `max_actors`, each lookup may spawn another).
     pub(crate) async fn send(
         self: &Arc<Self>,
         key: &StoreKey,
         mut msg: Msg,
-    ) -> Result<(), SessionError> {
+    ) -> Result<ActorRef, SessionError> {
         for _ in 0..3 {
-            match self.actor(key, false).send(msg).await {
-                Ok(()) => return Ok(()),
+            let actor = self.actor(key, false);
+            match actor.send(msg).await {
+                Ok(()) => return Ok(actor),
                 Err(back) => msg = back,
             }
         }
@@ -180,7 +183,9 @@ impl SessionManager {
     ///
     /// # Errors
     ///
-    /// `store = redis` with the pool missing from `[redis]` or Redis unreachable.
+    /// `store = redis` with the pool missing from `[redis]` or Redis unreachable; with any
+    /// store but `memory`, Redis refusing the pool's settings (a database it does not have,
+    /// wrong credentials: [`SessionError::Misconfigured`]).
     pub async fn from_config(config: &Config) -> Result<Self, SessionError> {
         let kind = config.session.store;
         if kind == StoreKind::Memory {
@@ -206,6 +211,15 @@ impl SessionManager {
             }
             Err(err) => Err(err.to_string()),
         };
+        if redis.is_err() {
+            if let Some(refusal) = RedisPool::refusal(pool_config).await {
+                // A misconfiguration, not an outage: no fallback to memory, even with `auto`.
+                return Err(SessionError::Misconfigured(format!(
+                    "{}: {refusal}",
+                    config.origin
+                )));
+            }
+        }
         match redis {
             Ok((store, pool)) => {
                 tracing::info!(redis = %where_, pool = %pool_config.name, "sessions stored in Redis");
@@ -300,15 +314,15 @@ impl SessionManager {
     /// A brand-new session for the request being handled, ignoring any cookie it carried;
     /// it gets its id and cookie on its first write.
     pub fn fresh(&self) -> Session {
-        Session::new(self.clone(), None, true)
+        Session::new(self.clone(), Vec::new(), true)
     }
 
     pub(crate) fn start_parts(&self, parts: &mut Parts) -> Session {
         if let Some(session) = parts.extensions.get::<Session>() {
             return session.clone();
         }
-        let id = self.shared.settings.cookie.read(&parts.headers);
-        let session = Session::new(self.clone(), id, true);
+        let ids = self.shared.settings.cookie.read(&parts.headers);
+        let session = Session::new(self.clone(), ids, true);
         parts.extensions.insert(session.clone());
         session
     }
@@ -354,7 +368,7 @@ impl SessionManager {
         let Some(id) = SessionId::parse(id) else {
             return Ok(None);
         };
-        let session = Session::new(self.clone(), Some(id), false);
+        let session = Session::new(self.clone(), vec![id], false);
         Ok(session.exists().await?.then_some(session))
     }
 

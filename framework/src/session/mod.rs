@@ -68,6 +68,15 @@ pub enum SessionError {
     /// The session was destroyed or rotated by another request meanwhile (409).
     #[error("the session has ended")]
     Gone,
+    /// Too many requests (on this server and others) changed the session at the same moment
+    /// for this change to be committed in time (503 with `Retry-After`: retrying will do;
+    /// the store itself is fine).
+    #[error("the session is busy with concurrent changes; retry shortly")]
+    Busy,
+    /// The session store refused the configuration it was given (a database index it does
+    /// not have, a wrong password): a start-up error, not an outage.
+    #[error("{0}")]
+    Misconfigured(String),
     /// The form's CSRF token is missing or not valid (400).
     #[error("invalid or missing CSRF token")]
     Csrf,
@@ -86,10 +95,12 @@ impl SessionError {
     /// The status code this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unavailable(_) | Self::Random(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Encode { .. } | Self::Decode { .. } | Self::ReservedKey(_) | Self::NoManager => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::Unavailable(_) | Self::Random(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Encode { .. }
+            | Self::Decode { .. }
+            | Self::ReservedKey(_)
+            | Self::NoManager
+            | Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Gone => StatusCode::CONFLICT,
             Self::Csrf => StatusCode::BAD_REQUEST,
@@ -111,9 +122,11 @@ impl Responder for SessionError {
         }
         let message = match self {
             // Internal details stay in the log.
-            Self::Encode { .. } | Self::Decode { .. } | Self::ReservedKey(_) | Self::NoManager => {
-                "internal server error".to_owned()
-            }
+            Self::Encode { .. }
+            | Self::Decode { .. }
+            | Self::ReservedKey(_)
+            | Self::NoManager
+            | Self::Misconfigured(_) => "internal server error".to_owned(),
             Self::Unavailable(_) | Self::Random(_) => {
                 "session store unavailable, try again shortly".to_owned()
             }

@@ -45,6 +45,10 @@ pub(crate) struct Board {
     /// hold yet. While there are any, readers ask the actor itself: its mailbox is in
     /// order, so they see those changes. The actor publishes first and counts down after.
     pub(super) unapplied: AtomicUsize,
+    /// The session was given a new id (the actor learnt it from its own rotation or from
+    /// the store): a request that still names the old id has a newer cookie elsewhere, so
+    /// it must not be told to expire its cookie.
+    pub(super) moved: std::sync::atomic::AtomicBool,
 }
 
 impl Board {
@@ -239,7 +243,10 @@ mod tests {
     }
 
     fn apply() -> Msg {
-        Msg::Apply { ops: Vec::new() }
+        Msg::Apply {
+            ops: Vec::new(),
+            acked: false,
+        }
     }
 
     /// A change counts as unapplied once it is in the mailbox, and only then: a send that

@@ -21,6 +21,9 @@ const SWEEP_EVERY: u64 = 1024;
 struct Entry {
     record: Record,
     expires: Instant,
+    /// Where the record went when this is the marker a rename left (then `record` is empty
+    /// and its version 0, so nothing else takes it for a record).
+    moved: Option<StoreKey>,
 }
 
 /// An in-process session store.
@@ -37,13 +40,13 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// How many unexpired records it holds.
+    /// How many unexpired records it holds (forwarding markers of renamed records aside).
     pub fn len(&self) -> usize {
         let now = Instant::now();
         self.entries
             .lock()
             .values()
-            .filter(|e| e.expires > now)
+            .filter(|e| e.expires > now && e.moved.is_none())
             .count()
     }
 
@@ -52,21 +55,27 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Runs `f` on the live entry for `key`, dropping it first if it has expired.
+    /// Runs `f` on the live record at `key` (not a forwarding marker), dropping the entry
+    /// first if it has expired.
     fn with_live<T>(&self, key: &StoreKey, f: impl FnOnce(Option<&mut Entry>) -> T) -> T {
         let mut entries = self.entries.lock();
-        if entries
-            .get(key)
-            .is_some_and(|e| e.expires <= Instant::now())
-        {
-            entries.remove(key);
-        }
-        f(entries.get_mut(key))
+        expire(&mut entries, key);
+        f(entries.get_mut(key).filter(|e| e.moved.is_none()))
     }
 
     fn sweep(&self) {
         let now = Instant::now();
         self.entries.lock().retain(|_, e| e.expires > now);
+    }
+}
+
+/// Drops the entry at `key` if it has expired.
+fn expire(entries: &mut HashMap<StoreKey, Entry>, key: &StoreKey) {
+    if entries
+        .get(key)
+        .is_some_and(|e| e.expires <= Instant::now())
+    {
+        entries.remove(key);
     }
 }
 
@@ -89,11 +98,20 @@ impl SessionStore for MemoryStore {
         key: &'a StoreKey,
         known_version: u64,
     ) -> BoxFuture<'a, Result<Loaded, StoreError>> {
-        let loaded = self.with_live(key, |entry| match entry {
-            None => Loaded::Missing,
-            Some(e) if known_version != 0 && e.record.version == known_version => Loaded::Unchanged,
-            Some(e) => Loaded::Record(e.record.clone()),
-        });
+        let loaded = {
+            let mut entries = self.entries.lock();
+            expire(&mut entries, key);
+            match entries.get(key) {
+                None => Loaded::Missing,
+                Some(Entry {
+                    moved: Some(to), ..
+                }) => Loaded::Moved(to.clone()),
+                Some(e) if known_version != 0 && e.record.version == known_version => {
+                    Loaded::Unchanged
+                }
+                Some(e) => Loaded::Record(e.record.clone()),
+            }
+        };
         Box::pin(async move { Ok(loaded) })
     }
 
@@ -107,14 +125,10 @@ impl SessionStore for MemoryStore {
     ) -> BoxFuture<'a, Result<Commit, StoreError>> {
         let outcome = {
             let mut entries = self.entries.lock();
-            if entries
-                .get(key)
-                .is_some_and(|e| e.expires <= Instant::now())
-            {
-                entries.remove(key);
-            }
+            expire(&mut entries, key);
             let current = entries.get(key).map_or(0, |e| e.record.version);
-            if current != expected {
+            // A forwarding marker has version 0, yet its key is taken.
+            if current != expected || entries.get(key).is_some_and(|e| e.moved.is_some()) {
                 Commit::Conflict
             } else {
                 let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
@@ -123,6 +137,7 @@ impl SessionStore for MemoryStore {
                         ..Record::default()
                     },
                     expires: Instant::now(),
+                    moved: None,
                 });
                 for (k, v) in &delta.set {
                     entry.record.data.insert(k.clone(), v.clone());
@@ -173,12 +188,23 @@ impl SessionStore for MemoryStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let moved = {
             let mut entries = self.entries.lock();
+            expire(&mut entries, from);
             match entries.remove(from) {
-                Some(entry) if entry.expires > Instant::now() => {
+                Some(entry) if entry.moved.is_none() => {
+                    let marker = Entry {
+                        record: Record::default(),
+                        expires: entry.expires.min(Instant::now() + super::MOVED_TTL),
+                        moved: Some(to.clone()),
+                    };
                     entries.insert(to.clone(), entry);
+                    entries.insert(from.clone(), marker);
                     true
                 }
-                _ => false,
+                Some(marker) => {
+                    entries.insert(from.clone(), marker);
+                    false
+                }
+                None => false,
             }
         };
         Box::pin(async move { Ok(moved) })

@@ -48,7 +48,16 @@ pub enum Loaded {
     Unchanged,
     /// The whole record.
     Record(Record),
+    /// The session was given a new id ([`SessionStore::rename`]) and now lives at this key;
+    /// the old key only says so, for a while ([`MOVED_TTL`]), so that changes acknowledged
+    /// under the old id just before the move can follow it.
+    Moved(StoreKey),
 }
+
+/// How long a renamed record leaves a forwarding marker at its old key (at most: never
+/// longer than the record itself had to live). It only has to outlast the commits that were
+/// already under way when the id rotated; reads never follow it.
+pub const MOVED_TTL: Duration = Duration::from_secs(60);
 
 /// Changed keys of one commit.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -181,8 +190,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes a record (a no-op when it does not exist).
     fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Moves a record to a new key (id rotation), keeping its data, version and expiry.
-    /// Returns `false` when `from` does not exist.
+    /// Moves a record to a new key (id rotation), keeping its data, version and expiry, and
+    /// leaves at `from` a marker naming `to` for [`MOVED_TTL`] (or the record's remaining
+    /// lifetime, if shorter): `version` and `touch` see no record there and commits conflict,
+    /// but `load` answers [`Loaded::Moved`]. Returns `false` when `from` holds no record.
     fn rename<'a>(
         &'a self,
         from: &'a StoreKey,

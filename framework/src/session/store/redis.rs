@@ -70,18 +70,25 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return current + 1
 ";
 
-/// ARGV: ttl ms, now. Returns 1 when the record exists.
+/// ARGV: ttl ms, now. Returns 1 when the record exists (a forwarding marker is none).
 const TOUCH: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], '_v') == 0 then return 0 end
 redis.call('HSET', KEYS[1], '_r', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// RENAME keeps the TTL; returns 0 when the source is gone.
+/// RENAME keeps the TTL; the old key then holds only `_m`, the new key's hash, for ARGV[1] ms
+/// at most (and no longer than the record had left). Returns 0 when the source holds no
+/// record.
 const RENAME: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], '_v') == 0 then return 0 end
+local left = redis.call('PTTL', KEYS[1])
 redis.call('RENAME', KEYS[1], KEYS[2])
+local ttl = tonumber(ARGV[1])
+if left > 0 and left < ttl then ttl = left end
+redis.call('HSET', KEYS[1], '_m', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 ";
 
@@ -336,6 +343,21 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// Turns HGETALL's flat array at `key` into what is stored there: a record, or the marker a
+/// rename left; anything Rondo did not write is `Corrupt`.
+fn parse_loaded(key: &StoreKey, fields: Vec<Value>) -> Result<Loaded, StoreError> {
+    if let [Value::BulkString(name), Value::BulkString(hash)] = fields.as_slice() {
+        if name == b"_m" {
+            return std::str::from_utf8(hash)
+                .ok()
+                .and_then(|hash| key.with_hash(hash))
+                .map(Loaded::Moved)
+                .ok_or_else(|| StoreError::Corrupt("malformed forwarding marker".into()));
+        }
+    }
+    parse_record(fields).map(Loaded::Record)
+}
+
 /// Turns HGETALL's flat array into a record; anything Rondo did not write is `Corrupt`.
 pub(crate) fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
     fn text(value: &Value) -> Option<&[u8]> {
@@ -410,12 +432,29 @@ impl SessionStore for RedisStore {
             // Plain commands, not a script: a read is the common case, and a Lua call costs
             // Redis several times an HGET. The version first; the record only if it moved.
             if known_version != 0 {
-                match self.version(key).await? {
-                    None => return Ok(Loaded::Missing),
-                    Some(v) if v == known_version => return Ok(Loaded::Unchanged),
-                    Some(_) => {}
+                let name = key.as_str();
+                let (version, moved): (Option<String>, Option<String>) = self
+                    .attempt(|mut c| async move {
+                        redis::cmd("HMGET")
+                            .arg(name)
+                            .arg("_v")
+                            .arg("_m")
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                match (version.map(|v| v.parse::<u64>()), moved) {
+                    (Some(Ok(v)), _) if v == known_version => return Ok(Loaded::Unchanged),
+                    (None, None) => return Ok(Loaded::Missing),
+                    (None, Some(hash)) => {
+                        return key.with_hash(&hash).map(Loaded::Moved).ok_or_else(|| {
+                            StoreError::Corrupt("malformed forwarding marker".into())
+                        })
+                    }
+                    _ => {}
                 }
             }
+            let key_ref = key;
             let key = key.as_str();
             let fields: Value = self
                 .attempt(
@@ -434,7 +473,7 @@ impl SessionStore for RedisStore {
             if fields.is_empty() {
                 return Ok(Loaded::Missing);
             }
-            parse_record(fields).map(Loaded::Record)
+            parse_loaded(key_ref, fields)
         })
     }
 
@@ -532,7 +571,9 @@ impl SessionStore for RedisStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let moved: i64 = self
-                .eval(&self.rename, &[from.as_str(), to.as_str()], |_| {})
+                .eval(&self.rename, &[from.as_str(), to.as_str()], |c| {
+                    c.arg(millis(super::MOVED_TTL)).arg(to.hash());
+                })
                 .await?;
             Ok(moved == 1)
         })
