@@ -29,14 +29,16 @@ pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 pub async fn build(config: Config) -> Result<App, BuildError> {
     let settings = settings::ExampleSettings::from_section(config.section("example"))?;
     let templates = Templates::load(&settings.templates)?;
-    let sessions = SessionManager::from_config(&config).await?;
-    let runtime = Jobs::builder(&config, &sessions)
+    let app = App::new(config);
+    let sessions = SessionManager::from_config(app.config(), app.redis()).await?;
+    let runtime = Jobs::builder(app.config(), app.redis(), &sessions)
         .register::<jobs::Hydrate>()
         .state(settings)
         .start()
         .await?;
-    let app = runtime
-        .install(sessions.install(App::new(config)))
+    let app = app
+        .with(sessions)
+        .with(runtime)
         .state(templates)
         .get("/", pages::home)
         .get("/static/shop.css", pages::stylesheet)

@@ -16,6 +16,12 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+/// A request as controllers and middleware see it.
+pub type Request = http::Request<Body>;
+
+/// A response as controllers and middleware build it.
+pub type Response = http::Response<Body>;
+
 /// A closure run once, when the response body is dropped.
 type AfterSent = Box<dyn FnOnce() + Send>;
 

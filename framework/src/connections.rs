@@ -330,7 +330,7 @@ impl Drop for InFlight {
 /// A response body that tells its connection's slot, when hyper drops it once sent, that
 /// the request is done: the wait for the next request head starts then.
 pub(crate) struct Armed {
-    pub(crate) body: crate::Body,
+    pub(crate) body: crate::body::Body,
     /// Held for its `Drop`: the request ends when its body is gone.
     pub(crate) _request: Option<InFlight>,
 }

@@ -15,14 +15,13 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
-use crate::app::{AppContext, Limits};
+use crate::body::{Request, Response};
+use crate::context::{AppContext, Limits};
+use crate::respond::Json;
 use crate::respond::{ErrorPage, RequestHead, Responder};
 use crate::routing::PathParams;
-use crate::{Json, Request, Response};
 
 mod path;
-
-pub(crate) use path::percent_decode;
 
 /// Why a controller argument could not be extracted; answers with the matching status code.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +119,7 @@ pub trait FromRequestParts: Sized + Send {
     /// The answer when extraction fails.
     type Rejection: Responder;
 
-    /// Whether this argument may defer work with [`crate::scope::defer`] (a session does);
+    /// Whether this argument may defer work with [`crate::respond::defer`] (a session does);
     /// controllers taking such an argument run inside a request scope.
     const DEFERS: bool = false;
 
@@ -137,7 +136,7 @@ pub trait FromRequest: Sized + Send {
     /// The answer when extraction fails.
     type Rejection: Responder;
 
-    /// Whether this argument may defer work with [`crate::scope::defer`]; see
+    /// Whether this argument may defer work with [`crate::respond::defer`]; see
     /// [`FromRequestParts::DEFERS`].
     const DEFERS: bool = false;
 

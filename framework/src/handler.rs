@@ -4,20 +4,20 @@
 //! argument but the last implements [`FromRequestParts`], the last implements
 //! [`FromRequest`], and the output is a [`Responder`]. When an argument declares that it may
 //! defer work (`DEFERS`, e.g. a session that persists after the response), the controller
-//! runs inside a [`crate::scope`] and what was deferred runs once it has answered. The router stores handlers type-erased
+//! runs inside a finishing scope ([`crate::respond::defer`]) and what was deferred runs once
+//! it has answered. The router stores handlers type-erased
 //! as a boxed closure, one allocation per route at start-up.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::app::AppContext;
+use crate::body::{Request, Response};
+use crate::context::AppContext;
 use crate::extract::{FromRequest, FromRequestParts};
 use crate::respond::{RequestHead, Responder};
-use crate::{Request, Response};
 
-/// A boxed, sendable future, as the framework passes them around.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, sendable future, as the framework passes them around (`futures-util`'s).
+pub use futures_util::future::BoxFuture;
 
 /// Something that answers a request: usually an `async fn` controller.
 ///
@@ -93,7 +93,9 @@ macro_rules! handler_arity {
                 // scope. The controller's future is boxed first, so that the scope holds a
                 // pointer to it rather than a copy moved through every layer.
                 match scope_head {
-                    Some(head) => Box::pin(async move { crate::scope::run(&head, work).await }),
+                    Some(head) => {
+                        Box::pin(async move { crate::respond::run_finishing(&head, work).await })
+                    }
                     None => work,
                 }
             }

@@ -16,7 +16,6 @@
 //!
 //! Dropping the [`Lanes`] stops them: each runtime then drops what still runs on it.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,16 +23,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-thread_local! {
-    /// Whether this thread is a lane.
-    static ON_LANE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether the calling thread is one of a server's lanes.
-pub(crate) fn on_lane() -> bool {
-    ON_LANE.with(Cell::get)
-}
 
 /// A connection to start on a lane, once its socket is registered there, with its count
 /// among the lane's open connections.
@@ -79,7 +68,8 @@ impl Lanes {
             std::thread::Builder::new()
                 .name(format!("rondo-http-{index}"))
                 .spawn(move || {
-                    ON_LANE.with(|on| on.set(true));
+                    // The Redis connections a lane's requests use are driven here too.
+                    crate::redis::pool::keep_connections_on_this_thread();
                     runtime.block_on(async move {
                         while let Some((stream, open, start)) = incoming.recv().await {
                             match TcpStream::from_std(stream) {

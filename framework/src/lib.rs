@@ -10,48 +10,58 @@
 //!
 //! # Layout
 //!
+//! From the bottom up: each part uses only those above it in this list.
+//!
 //! - [`config`]: `config.ini` (Resonance's format) into a typed [`Config`].
-//! - [`server`]: accept loop, connection tasks, limits, timeouts, graceful shutdown.
-//! - `lanes`: the worker threads that serve connections, one runtime each.
-//! - `connections`: each connection's request-head deadline and graceful close.
-//! - [`app`]: the [`App`] builder: routes, state, middleware, shutdown hooks.
-//! - `routing`: method + path pattern to controller; 404, 405, HEAD.
-//! - [`handler`]: async functions as controllers.
-//! - [`extract`]: controller arguments ([`Path`], [`Query`], [`Json`], [`Form`], [`State`]).
-//! - [`respond`]: the [`Responder`] and [`IntoResponse`] traits, [`Json`], [`Html`],
-//!   [`Redirect`], negotiated [`ErrorPage`]s.
-//! - [`middleware`]: code around every request.
-//! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
-//! - [`scope`]: work deferred until the controller has answered.
 //! - [`body`]: the one [`Body`] type of requests and responses.
-//! - [`redis_pool`]: named bb8-redis pools from `[redis]`, created lazily (and one per
-//!   worker thread, on that thread).
-//! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
-//! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
+//! - [`respond`]: the [`Responder`] and [`IntoResponse`] traits, [`Json`], [`Html`],
+//!   [`Redirect`], negotiated [`ErrorPage`]s, and work that finishes a response
+//!   ([`respond::defer`]).
+//! - [`context`]: what every controller sees of the app ([`AppContext`]: configuration,
+//!   limits, state).
+//! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
+//! - `routing`: method + path pattern to a route; 404, 405, HEAD; percent-decoding.
+//! - [`middleware`]: code around every request.
+//! - [`redis`]: the one owner of Redis: the named pools of `[redis]`, their metrics.
+//! - [`extract`]: controller arguments ([`Path`], [`Query`], [`Json`], [`Form`], [`State`]).
 //! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]
 //!   responder.
+//! - [`handler`]: async functions as controllers.
+//! - [`component`]: parts an app installs whole ([`App::with`]).
+//! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
+//! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
+//! - [`dispatch`]: the request pipeline of a built app ([`Service`]).
+//! - [`app`]: the [`App`] builder: routes, state, middleware, components, hooks.
+//! - `connections`: each connection's request-head deadline and graceful close.
+//! - `lanes`: the worker threads that serve connections, one runtime each.
+//! - [`server`]: accept loop, connection tasks, limits, timeouts, graceful shutdown.
 
 pub mod app;
 pub mod body;
+pub mod component;
 pub mod config;
 mod connections;
+pub mod context;
+pub mod dispatch;
 pub mod extract;
 pub mod handler;
 pub mod jobs;
 mod lanes;
 pub mod metrics;
 pub mod middleware;
-pub mod redis_pool;
+pub mod redis;
 pub mod respond;
 mod routing;
-pub mod scope;
 pub mod server;
 pub mod session;
 pub mod template;
 
-pub use app::{App, AppContext};
-pub use body::Body;
+pub use app::{App, ShutdownHooks};
+pub use body::{Body, Request, Response};
+pub use component::Component;
 pub use config::{Config, ConfigError, ConfigLoader};
+pub use context::AppContext;
+pub use dispatch::Service;
 pub use extract::{Form, Path, Query, Rejection, State};
 pub use handler::Handler;
 pub use jobs::{Job, JobContext, JobError, Jobs};
@@ -64,9 +74,3 @@ pub use template::{Template, TemplateError, Templates};
 
 /// Re-exported so applications name the same `http` types the framework uses.
 pub use http;
-
-/// A request as controllers and middleware see it.
-pub type Request = http::Request<Body>;
-
-/// A response as controllers and middleware build it.
-pub type Response = http::Response<Body>;

@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 
 pub use prometheus_client;
 
-use crate::{Body, Response};
+use crate::body::{Body, Response};
 
 /// The route label of requests that matched no route (404, 405).
 const UNMATCHED: &str = "(unmatched)";

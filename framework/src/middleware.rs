@@ -6,10 +6,11 @@
 //! type implementing [`Middleware`], or from a closure with [`from_fn`].
 
 use std::future::Future;
+use std::sync::Arc;
 
-use crate::app::AppContext;
-use crate::handler::BoxFuture;
-use crate::{Request, Response};
+use futures_util::future::BoxFuture;
+
+use crate::body::{Request, Response};
 
 /// Code around every request.
 pub trait Middleware: Send + Sync + 'static {
@@ -17,29 +18,38 @@ pub trait Middleware: Send + Sync + 'static {
     fn handle(&self, req: Request, next: Next) -> BoxFuture<'static, Response>;
 }
 
+/// What a chain of middleware runs through: the middleware in order, then the routing
+/// behind them. The request pipeline implements it; middleware sees only [`Next`].
+pub(crate) trait Chain: Send + Sync + 'static {
+    /// The middleware, the first one outermost.
+    fn middleware(&self) -> &[Arc<dyn Middleware>];
+
+    /// Routing and the controller, after the last middleware.
+    fn route(self: Arc<Self>, req: Request) -> BoxFuture<'static, Response>;
+}
+
 /// The rest of the chain after a middleware.
 pub struct Next {
-    app: AppContext,
+    chain: Arc<dyn Chain>,
     index: usize,
 }
 
 impl Next {
-    pub(crate) fn new(app: AppContext) -> Self {
-        Self { app, index: 0 }
+    pub(crate) fn new(chain: Arc<dyn Chain>) -> Self {
+        Self { chain, index: 0 }
     }
 
     /// Runs the rest of the chain: later middleware, routing and the controller.
     pub async fn run(self, req: Request) -> Response {
-        let app = self.app;
-        match app.middleware().get(self.index).cloned() {
+        match self.chain.middleware().get(self.index).cloned() {
             Some(middleware) => {
                 let next = Next {
-                    app,
+                    chain: self.chain,
                     index: self.index + 1,
                 };
                 middleware.handle(req, next).await
             }
-            None => app.route(req).await,
+            None => self.chain.route(req).await,
         }
     }
 }

@@ -3,14 +3,16 @@
 //! Patterns use `matchit` syntax: `/items/{id}` for a parameter, `/files/{*rest}` for the
 //! rest of the path. One path may carry several methods; a path that exists with another
 //! method answers 405 with an `Allow` header, and a GET route also answers HEAD (hyper sends
-//! the headers and no body).
+//! the headers and no body). Parameters are percent-decoded here, once, for every extractor.
+//!
+//! The table is generic over what a route leads to (`H`): it knows nothing of controllers,
+//! only of patterns, methods and parameters.
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use http::Method;
 
-use crate::handler::BoxedHandler;
 use crate::metrics::RouteSeries;
 
 /// Path parameters of the matched route, percent-decoded, in pattern order.
@@ -29,16 +31,24 @@ impl PathParams {
 }
 
 /// The handlers registered for one path.
-#[derive(Default)]
-struct MethodRoutes {
+struct MethodRoutes<H> {
     /// Few methods per path: a vector beats a map here.
-    handlers: Vec<(Method, BoxedHandler)>,
+    handlers: Vec<(Method, H)>,
     /// The `Allow` header value, rebuilt when a method is added.
     allow: String,
 }
 
-impl MethodRoutes {
-    fn add(&mut self, method: Method, handler: BoxedHandler) -> Result<(), RouteError> {
+impl<H> Default for MethodRoutes<H> {
+    fn default() -> Self {
+        Self {
+            handlers: Vec::new(),
+            allow: String::new(),
+        }
+    }
+}
+
+impl<H> MethodRoutes<H> {
+    fn add(&mut self, method: Method, handler: H) -> Result<(), RouteError> {
         if self.handlers.iter().any(|(m, _)| *m == method) {
             return Err(RouteError(format!("duplicate {method} route")));
         }
@@ -51,7 +61,7 @@ impl MethodRoutes {
         Ok(())
     }
 
-    fn find(&self, method: &Method) -> Option<&BoxedHandler> {
+    fn find(&self, method: &Method) -> Option<&H> {
         let exact = self.handlers.iter().find(|(m, _)| m == method);
         let fallback = || {
             (*method == Method::HEAD)
@@ -69,9 +79,9 @@ pub struct RouteError(String);
 
 /// What the router found for a request.
 #[allow(clippy::enum_variant_names)] // NotFound reads better than Missing here
-pub(crate) enum Found<'a> {
+pub(crate) enum Found<'a, H> {
     /// A handler, with the route's index (see [`Router::series`]) and decoded parameters.
-    Handler(&'a BoxedHandler, usize, PathParams),
+    Handler(&'a H, usize, PathParams),
     /// The path exists, the method does not: the `Allow` value.
     MethodNotAllowed(&'a str),
     /// No route; or a parameter that is not valid percent-encoded UTF-8.
@@ -103,23 +113,32 @@ impl Hasher for PathHasher {
 }
 
 /// The route table.
-#[derive(Default)]
-pub(crate) struct Router {
+pub(crate) struct Router<H> {
     paths: matchit::Router<usize>,
     /// Patterns without parameters, by their exact path: a hash lookup instead of a walk
     /// down `paths`. `matchit` prefers a static route to a parameter anyway, so a hit here
     /// is always what it would have found.
     statics: std::collections::HashMap<Box<str>, usize, BuildHasherDefault<PathHasher>>,
     /// Each pattern with its metric series (which label requests with the pattern).
-    routes: Vec<(RouteSeries, MethodRoutes)>,
+    routes: Vec<(RouteSeries, MethodRoutes<H>)>,
 }
 
-impl Router {
+impl<H> Default for Router<H> {
+    fn default() -> Self {
+        Self {
+            paths: matchit::Router::new(),
+            statics: std::collections::HashMap::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl<H> Router<H> {
     pub(crate) fn add(
         &mut self,
         method: Method,
         pattern: &str,
-        handler: BoxedHandler,
+        handler: H,
     ) -> Result<(), RouteError> {
         let index = match self.routes.iter().position(|(p, _)| p.pattern() == pattern) {
             Some(index) => index,
@@ -157,7 +176,7 @@ impl Router {
         self.routes.get(index).map(|(series, _)| series)
     }
 
-    pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_> {
+    pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_, H> {
         // A static route has no parameters; any other match comes with matchit's.
         let (index, raw) = match self.statics.get(path) {
             Some(&index) => (index, None),
@@ -174,7 +193,7 @@ impl Router {
         };
         let mut params = Vec::new();
         for (key, raw) in raw.iter().flat_map(matchit::Params::iter) {
-            match crate::extract::percent_decode(raw) {
+            match percent_decode(raw) {
                 Some(value) => params.push((key.to_owned(), value)),
                 None => return Found::NotFound,
             }
@@ -183,15 +202,46 @@ impl Router {
     }
 }
 
+/// `raw` with `%XX` escapes decoded; `None` unless the result is UTF-8 and every escape is
+/// well-formed (such a path names no route).
+pub(crate) fn percent_decode(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return Some(raw.to_owned());
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn handler() -> BoxedHandler {
-        crate::handler::boxed(|| async { "ok" })
+    fn handler() -> &'static str {
+        "ok"
     }
 
-    fn found(router: &Router, method: &Method, path: &str) -> String {
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
+
+    fn found(router: &Router<&'static str>, method: &Method, path: &str) -> String {
         match router.find(method, path) {
             Found::Handler(_, index, params) => {
                 let pattern = router.series(index).map(RouteSeries::pattern);

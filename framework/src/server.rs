@@ -30,12 +30,13 @@ use tokio_util::sync::CancellationToken;
 
 use http::StatusCode;
 
-use crate::app::{AppContext, Dispatch};
+use crate::app::App;
+use crate::body::{Body, Response};
 use crate::config::HttpConfig;
 use crate::connections::{Armed, Connections, InFlight, Slot};
+use crate::dispatch::{Dispatch, Service};
 use crate::lanes::Lanes;
 use crate::respond::{ErrorPage, RequestHead, Responder};
-use crate::{App, Body, Response};
 
 /// hyper does not accept a read buffer smaller than this.
 const MIN_BUF_SIZE: usize = 8 * 1024;
@@ -85,8 +86,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
-    let (context, hooks) = app.into_context();
-    let http = context.config().http.clone();
+    let (service, hooks) = app.into_service();
+    let http = service.context().config().http.clone();
     let builders = Builders::new(&http);
     let connections = Connections::new(http.header_read_timeout);
     let sweeper = CancellationToken::new();
@@ -142,13 +143,13 @@ pub async fn serve(
         }
         // Small responses should leave at once, not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let context = context.clone();
+        let service = service.clone();
         let builders = builders.clone();
         // The slot's head deadline runs from now: it bounds the protocol sniffing too, so
         // a client that connects and stays silent does not hold a task for long.
         let slot = connections.open();
         let sniff = http.http2;
-        let serve = move |stream| connection(stream, sniff, slot, context, builders);
+        let serve = move |stream| connection(stream, sniff, slot, service, builders);
         match &lanes {
             Some(lanes) => lanes.spawn(stream, serve),
             None => drop(tokio::spawn(serve(stream))),
@@ -180,7 +181,7 @@ async fn connection(
     stream: tokio::net::TcpStream,
     sniff: bool,
     slot: Arc<Slot>,
-    context: AppContext,
+    app: Service,
     builders: Builders,
 ) {
     let protocol = if sniff {
@@ -194,14 +195,14 @@ async fn connection(
     let io = TokioIo::new(stream);
     let result = match protocol {
         Protocol::Http1 => {
-            let service = service(context, slot.clone(), None);
+            let service = service(app, slot.clone(), None);
             let conn = builders.http1.serve_connection(io, service);
             slot.supervise(conn, |c| c.graceful_shutdown(), false).await
         }
         Protocol::Http2 => {
             // hyper bounds the header *bytes* of an HTTP/2 request, not their count.
-            let max_headers = context.config().http.max_headers;
-            let service = service(context, slot.clone(), Some(max_headers));
+            let max_headers = app.context().config().http.max_headers;
+            let service = service(app, slot.clone(), Some(max_headers));
             let conn = builders.http2.serve_connection(io, service);
             slot.supervise(conn, |c| c.graceful_shutdown(), true).await
         }
@@ -216,7 +217,7 @@ async fn connection(
 /// request abandoned); an HTTP/2 connection (`max_headers` given, since hyper does not count
 /// its headers) runs each stream as a task of its own, so the count is kept atomically.
 fn service(
-    context: AppContext,
+    app: Service,
     slot: Arc<Slot>,
     max_headers: Option<usize>,
 ) -> impl hyper::service::Service<
@@ -236,7 +237,7 @@ fn service(
                 );
                 Answer::Now(Some(page.respond(&head)))
             }
-            _ => Answer::Dispatch(context.clone().dispatch(req.map(Body::from))),
+            _ => Answer::Dispatch(app.clone().dispatch(req.map(Body::from))),
         };
         Respond { answer, request }
     })

@@ -48,8 +48,8 @@ use minijinja::value::Serde;
 use minijinja::{Environment, Value};
 use serde::Serialize;
 
+use crate::body::{Body, Response};
 use crate::respond::{with_body, ErrorPage, RequestHead, Responder};
-use crate::{Body, Response};
 
 /// Why templates could not be loaded or rendered.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use rondo::app::AppContext;
+use rondo::Service;
 use rondo::http::HeaderMap;
 use rondo::session::store::MemoryStore;
 use rondo::{App, Body, Config, CsrfForm, Form, Json, Path, Query, Session, SessionManager};
@@ -63,7 +63,7 @@ async fn csrf(CsrfForm(item): CsrfForm<Item>) -> String {
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
-    app: AppContext,
+    app: Service,
 }
 
 fn fixture() -> &'static Fixture {
@@ -73,8 +73,8 @@ fn fixture() -> &'static Fixture {
                    [session]\nstore = memory\nmax_actors = 64\nactor_idle_timeout = 50ms\n";
         let config = Config::parse_str(ini, "fuzz.ini").expect("valid config");
         let sessions = SessionManager::new(MemoryStore::new(), &config, "");
-        let app = sessions
-            .install(App::new(config))
+        let app = App::new(config)
+            .with(sessions.clone())
             .get("/", || async { "home" })
             .get("/pair/{name}/{n}", pair)
             .get("/search", search)
@@ -89,7 +89,7 @@ fn fixture() -> &'static Fixture {
             .enable_time()
             .build()
             .expect("runtime");
-        let (app, _hooks) = app.into_context();
+        let (app, _hooks) = app.into_service();
         Fixture { runtime, app }
     })
 }

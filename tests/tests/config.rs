@@ -255,9 +255,12 @@ async fn a_database_index_redis_lacks_is_a_config_error() {
             "shop.ini",
         )
         .unwrap();
-        let err = rondo::SessionManager::from_config(&config)
-            .await
-            .unwrap_err();
+        let err = rondo::SessionManager::from_config(
+            &config,
+            &rondo::redis::Redis::new(config.redis.clone()),
+        )
+        .await
+        .unwrap_err();
         let message = err.to_string();
         assert!(
             matches!(err, rondo::SessionError::Misconfigured(_)),

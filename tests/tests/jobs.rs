@@ -105,9 +105,12 @@ impl Job for Slow {
 
 /// A server with the session manager and the shop's basket and logout routes.
 async fn node(config: Config) -> (SessionManager, TestServer) {
-    let sessions = SessionManager::from_config(&config).await.unwrap();
-    let app = sessions
-        .install(App::new(config))
+    let app = App::new(config);
+    let sessions = SessionManager::from_config(app.config(), app.redis())
+        .await
+        .unwrap();
+    let app = app
+        .with(sessions.clone())
         .post("/api/basket/items", example_app::api::add_item)
         .post("/api/logout", example_app::api::log_out);
     (sessions, TestServer::start(app).await)
@@ -204,12 +207,16 @@ async fn a_job_parked_during_a_logout_writes_nothing() {
     let (sessions, a) = node(config.clone()).await;
     let (_other, b) = node(config.clone()).await;
     let gates = Gates::default();
-    let jobs = Jobs::builder(&config, &sessions)
-        .register::<Gate>()
-        .state(gates.clone())
-        .start()
-        .await
-        .unwrap();
+    let jobs = Jobs::builder(
+        &config,
+        &rondo::redis::Redis::new(config.redis.clone()),
+        &sessions,
+    )
+    .register::<Gate>()
+    .state(gates.clone())
+    .start()
+    .await
+    .unwrap();
     assert!(jobs.durable());
     let mut jar = stored_session(&a).await;
     let id = jar.value.clone().unwrap();
@@ -259,11 +266,15 @@ async fn a_failing_job_is_retried_then_dead_lettered() {
         "[jobs]\nmax_attempts = 3\nretry_backoff = 50ms\nclaim_timeout = 1s\n",
     );
     let (sessions, _server) = node(config.clone()).await;
-    let jobs = Jobs::builder(&config, &sessions)
-        .register::<Flaky>()
-        .start()
-        .await
-        .unwrap();
+    let jobs = Jobs::builder(
+        &config,
+        &rondo::redis::Redis::new(config.redis.clone()),
+        &sessions,
+    )
+    .register::<Flaky>()
+    .start()
+    .await
+    .unwrap();
     jobs.dispatch(&Flaky).await.unwrap();
     assert!(eventually(|| jobs.stats().dead_lettered == 1).await);
     let stats = jobs.stats();
@@ -286,12 +297,16 @@ async fn unreadable_entries_are_dead_lettered() {
     let config = example_config(redis.port(), "");
     let (sessions, _server) = node(config.clone()).await;
     let gates = Gates::default();
-    let jobs = Jobs::builder(&config, &sessions)
-        .register::<Slow>()
-        .state(gates.clone())
-        .start()
-        .await
-        .unwrap();
+    let jobs = Jobs::builder(
+        &config,
+        &rondo::redis::Redis::new(config.redis.clone()),
+        &sessions,
+    )
+    .register::<Slow>()
+    .state(gates.clone())
+    .start()
+    .await
+    .unwrap();
     let stream = "t:jobs:jobs";
     redis
         .cmd(&[
@@ -338,10 +353,14 @@ async fn shutdown_finishes_short_jobs_and_puts_long_ones_back() {
     let (sessions, _server) = node(config.clone()).await;
     let gates = Gates::default();
     let start = |nap: Duration| {
-        Jobs::builder(&config, &sessions)
-            .register::<Slow>()
-            .state(gates.clone())
-            .state(Nap(nap))
+        Jobs::builder(
+            &config,
+            &rondo::redis::Redis::new(config.redis.clone()),
+            &sessions,
+        )
+        .register::<Slow>()
+        .state(gates.clone())
+        .state(Nap(nap))
     };
 
     let short = start(Duration::from_millis(200)).start().await.unwrap();
@@ -379,14 +398,21 @@ async fn shutdown_finishes_short_jobs_and_puts_long_ones_back() {
 #[tokio::test]
 async fn memory_store_runs_jobs_in_process() {
     let config = Config::parse_str("[session]\nstore = memory\n", "test.ini").unwrap();
-    let sessions = SessionManager::from_config(&config).await.unwrap();
+    let sessions =
+        SessionManager::from_config(&config, &rondo::redis::Redis::new(config.redis.clone()))
+            .await
+            .unwrap();
     let gates = Gates::default();
-    let jobs = Jobs::builder(&config, &sessions)
-        .register::<Slow>()
-        .state(gates.clone())
-        .start()
-        .await
-        .unwrap();
+    let jobs = Jobs::builder(
+        &config,
+        &rondo::redis::Redis::new(config.redis.clone()),
+        &sessions,
+    )
+    .register::<Slow>()
+    .state(gates.clone())
+    .start()
+    .await
+    .unwrap();
     assert!(!jobs.durable());
     for i in 0..3 {
         jobs.dispatch(&Slow {

@@ -100,9 +100,12 @@ async fn many(session: Session, rondo::Path(n): rondo::Path<u32>) -> Result<Stri
 async fn session_commits_show_coalescing() {
     let redis = RedisServer::start().await;
     let config = example_config(redis.port(), "[session]\npersist = before_response");
-    let sessions = SessionManager::from_config(&config).await.unwrap();
-    let app = sessions
-        .install(App::new(config))
+    let app = App::new(config);
+    let sessions = SessionManager::from_config(app.config(), app.redis())
+        .await
+        .unwrap();
+    let app = app
+        .with(sessions.clone())
         .get("/many/{n}", many)
         .get("/bench/counter", example_app::bench::counter)
         .get("/bench/read", example_app::bench::read);

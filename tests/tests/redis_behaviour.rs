@@ -138,8 +138,8 @@ async fn untouched(_session: Session) -> &'static str {
 
 /// The small app the tests that need `put` use.
 fn routes(manager: &SessionManager, config: Config) -> App {
-    manager
-        .install(App::new(config))
+    App::new(config)
+        .with(manager.clone())
         .get("/put/{k}/{v}", put_value)
         .get("/get/{k}", get_value)
         .get("/keys", session_keys)
@@ -149,7 +149,10 @@ fn routes(manager: &SessionManager, config: Config) -> App {
 
 /// [`routes`] with the session manager `[session] store` asks for, served on a free port.
 async fn start_custom(config: Config) -> TestServer {
-    let manager = SessionManager::from_config(&config).await.unwrap();
+    let manager =
+        SessionManager::from_config(&config, &rondo::redis::Redis::new(config.redis.clone()))
+            .await
+            .unwrap();
     TestServer::start(routes(&manager, config)).await
 }
 
@@ -720,7 +723,7 @@ async fn connections_open_only_when_a_session_is_touched() {
     let config = example_config(port, "[http]\nworkers = 1");
 
     // A manager on a lazily built pool, without the start-up ping `from_config` makes.
-    let pool = rondo::redis_pool::RedisPool::new(config.session_pool().unwrap())
+    let pool = rondo::redis::RedisPool::new(config.session_pool().unwrap())
         .await
         .unwrap();
     let manager = SessionManager::new(RedisStore::new(pool), &config, "t:");

@@ -284,9 +284,12 @@ async fn explicit(
 /// example shop's JSON API.
 async fn custom_app(redis: &RedisServer, extra: &str) -> (SessionManager, TestServer) {
     let config: Config = example_config(redis.port(), extra);
-    let manager = SessionManager::from_config(&config).await.unwrap();
-    let app = manager
-        .install(App::new(config))
+    let app = App::new(config);
+    let manager = SessionManager::from_config(app.config(), app.redis())
+        .await
+        .unwrap();
+    let app = app
+        .with(manager.clone())
         .get("/typed/write", typed_write)
         .get("/typed/read", typed_read)
         .get("/contains/{key}", contains)

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rondo::redis_pool::RedisPool;
+use rondo::redis::RedisPool;
 use rondo::session::store::{
     Commit, Delta, Loaded, MemoryStore, Record, RedisStore, SessionStore, StoreError,
 };
@@ -638,7 +638,7 @@ mod cases {
     pub(super) async fn ping_and_kind(store: &dyn SessionStore, redis: Option<&RedisServer>) {
         store.ping().await.unwrap();
         let expected = if redis.is_some() { "redis" } else { "memory" };
-        assert_eq!(store.kind(), expected);
+        assert_eq!(store.backend().to_string(), expected);
     }
 
     pub(super) async fn concurrent_writers_exactly_one_wins(

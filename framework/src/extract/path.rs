@@ -190,28 +190,6 @@ impl<'de> de::Deserializer<'de> for Value<'_> {
     }
 }
 
-/// Percent-decodes one path segment; `None` when the result is not UTF-8 or an escape is bad.
-pub(crate) fn percent_decode(raw: &str) -> Option<String> {
-    if !raw.contains('%') {
-        return Some(raw.to_owned());
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,13 +225,5 @@ mod tests {
         assert!(deserialize::<u64>(&params(&[("id", "x")])).is_err());
         assert!(deserialize::<u64>(&params(&[])).is_err());
         assert!(deserialize::<(u8, u8)>(&params(&[("a", "1")])).is_err());
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%ff"), None);
-        assert_eq!(percent_decode("%4"), None);
     }
 }

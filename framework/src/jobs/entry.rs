@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use redis::Value;
 
-use super::worker::{Delivery, Envelope};
+use super::envelope::{Delivery, Envelope};
 
 /// A stream entry: its id and its field/value pairs.
 pub(super) type Entry = (String, Vec<(Vec<u8>, Vec<u8>)>);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::worker::{Delivery, Envelope, Outcome};
-use super::JobsError;
+use super::envelope::{Delivery, Envelope, Outcome};
+use super::error::JobsError;
 
 /// How long a fetch waits for a job before it returns empty-handed.
 const WAIT: Duration = Duration::from_secs(1);

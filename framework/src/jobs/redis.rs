@@ -21,12 +21,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script, Value};
 
 use super::entry::{delivery, entry_list, fields, stream_entries, text};
-use super::runtime::Inner;
+use super::envelope::{failed, Delivery, Envelope, Outcome};
+use super::error::JobsError;
 use super::stats::Counters;
-use super::worker::{self, Delivery, Envelope, Outcome};
-use super::JobsError;
 use crate::config::JobsConfig;
-use crate::redis_pool::RedisPool;
+use crate::redis::RedisPool;
 
 /// The consumer group every server of the app joins.
 const GROUP: &str = "rondo";
@@ -79,7 +78,7 @@ pub(crate) struct RedisQueue {
     delayed: String,
     consumer: String,
     dead_max: usize,
-    claim_timeout: Duration,
+    pub(crate) claim_timeout: Duration,
     settle: Script,
     promote: Script,
 }
@@ -249,7 +248,7 @@ impl RedisQueue {
     }
 
     /// Renews the claim of entries running here, so no other server takes them over.
-    async fn renew(&self, tags: Vec<String>) -> Result<(), JobsError> {
+    pub(crate) async fn renew(&self, tags: Vec<String>) -> Result<(), JobsError> {
         if tags.is_empty() {
             return Ok(());
         }
@@ -260,7 +259,7 @@ impl RedisQueue {
     }
 
     /// Moves retries that are due onto the stream.
-    async fn promote_due(&self) -> Result<(), JobsError> {
+    pub(crate) async fn promote_due(&self) -> Result<(), JobsError> {
         let mut invocation = self.promote.prepare_invoke();
         invocation.key(&self.delayed).key(&self.stream);
         invocation.arg(unix_ms()).arg(SWEEP);
@@ -274,7 +273,11 @@ impl RedisQueue {
     /// Takes over entries of servers that stopped renewing their claim for
     /// `claim_timeout`: each goes back on the queue as a new attempt (or, out of
     /// attempts, to the dead-letter stream).
-    async fn take_over(&self, inner: &Inner) -> Result<(), JobsError> {
+    pub(crate) async fn take_over(
+        &self,
+        config: &JobsConfig,
+        counters: &Counters,
+    ) -> Result<(), JobsError> {
         let mut cmd = redis::cmd("XAUTOCLAIM");
         cmd.arg(&self.stream).arg(GROUP).arg(&self.consumer);
         cmd.arg(self.claim_timeout.as_millis() as u64)
@@ -291,7 +294,7 @@ impl RedisQueue {
             let outcome = match &lost.job {
                 Ok(job) => {
                     tracing::warn!(job = %job.id, name = %job.name, "job of a stopped server taken over");
-                    worker::failed(inner, job, "its server stopped while running it".into())
+                    failed(config, job, "its server stopped while running it".into())
                 }
                 Err(why) => Outcome::Dead {
                     reason: format!("unreadable job entry: {why}"),
@@ -305,13 +308,13 @@ impl RedisQueue {
                         .map(|(f, v)| (f.as_bytes().to_vec(), v))
                         .collect();
                     let again = Delivery { raw, ..lost };
-                    Counters::bump(&inner.counters.requeued);
+                    Counters::bump(&counters.requeued);
                     self.finish(&again, &Outcome::Requeue).await?;
                     continue;
                 }
                 other => other,
             };
-            Counters::bump(&inner.counters.dead_lettered);
+            Counters::bump(&counters.dead_lettered);
             self.finish(&lost, &outcome).await?;
         }
         Ok(())
@@ -375,35 +378,6 @@ impl RedisQueue {
                 let _ = self.query::<Value>(cmd).await;
             }
         }
-    }
-}
-
-/// The maintenance loop: renew claims, promote due retries, take over lost entries.
-pub(crate) async fn maintain(inner: std::sync::Arc<Inner>) {
-    let super::worker::Queue::Redis(queue) = &inner.queue else {
-        return;
-    };
-    let tick = (queue.claim_timeout / 3).clamp(Duration::from_millis(30), Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(tick) => {}
-            () = inner.closing.cancelled() => break,
-        }
-        let tags: Vec<String> = inner.in_flight.lock().iter().cloned().collect();
-        let rounds = [
-            queue.renew(tags).await,
-            queue.promote_due().await,
-            queue.take_over(&inner).await,
-        ];
-        for err in rounds.into_iter().filter_map(Result::err) {
-            tracing::debug!(error = %err, "job queue maintenance failed; retrying");
-        }
-    }
-    // Running jobs still need their claims renewed until they are done or stopped.
-    while !inner.in_flight.lock().is_empty() {
-        let tags: Vec<String> = inner.in_flight.lock().iter().cloned().collect();
-        let _ = queue.renew(tags).await;
-        tokio::time::sleep(tick).await;
     }
 }
 

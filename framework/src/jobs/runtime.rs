@@ -1,7 +1,7 @@
 //! [`Jobs`]: the runtime that dispatches and runs jobs, and its builder.
 
-use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,54 +11,23 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::envelope::Envelope;
+use super::error::{JobsError, Result};
+use super::job::{Job, JobContext};
 use super::memory::MemoryQueue;
+use super::queue::Queue;
 use super::redis::RedisQueue;
-use super::stats::{Counters, JobStats};
-use super::worker::{self, Envelope, Queue};
-use super::{Job, JobContext, JobError, JobsError, Result};
-use crate::config::{Config, JobsConfig};
-use crate::handler::BoxFuture;
-use crate::redis_pool::RedisPool;
-use crate::{App, SessionManager};
-
-/// Why a run did not succeed.
-pub(crate) enum RunError {
-    /// The payload is not a value of the job's type: retrying cannot help.
-    Unreadable(String),
-    /// The job returned an error.
-    Failed(JobError),
-}
-
-/// Decodes a payload and runs the job.
-type Handler =
-    Box<dyn Fn(Bytes, JobContext) -> BoxFuture<'static, Result<(), RunError>> + Send + Sync>;
-
-type StateMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
-
-/// What the worker tasks share.
-pub(crate) struct Inner {
-    pub(crate) queue: Queue,
-    pub(crate) handlers: HashMap<&'static str, Handler>,
-    pub(crate) sessions: SessionManager,
-    pub(crate) state: Arc<StateMap>,
-    pub(crate) config: JobsConfig,
-    pub(crate) counters: Counters,
-    /// `[jobs] concurrency` permits: a job runs only while it holds one.
-    pub(crate) permits: Arc<Semaphore>,
-    /// The fetch loop, the maintenance loop and every running job, so shutdown can wait.
-    pub(crate) tracker: TaskTracker,
-    /// Cancelled at shutdown: stop taking jobs from the queue.
-    pub(crate) closing: CancellationToken,
-    /// Cancelled when the shutdown deadline passes: running jobs stop and go back.
-    pub(crate) abort: CancellationToken,
-    /// Stream entries running here, whose claim the maintenance loop renews. A short lock,
-    /// never held across an await.
-    pub(crate) in_flight: Mutex<HashSet<String>>,
-}
+use super::stats::{Counters, JobStats, StatsCollector};
+use super::worker::{self, Handler, Inner, RunError, StateMap};
+use crate::component::{Component, Installer};
+use crate::config::Config;
+use crate::redis::Redis;
+use crate::session::{Backend, SessionManager};
 
 /// Registers jobs and state, then starts the runtime ([`Jobs::builder`]).
 pub struct JobsBuilder {
     config: Config,
+    redis: Redis,
     sessions: SessionManager,
     handlers: HashMap<&'static str, Handler>,
     state: StateMap,
@@ -104,19 +73,14 @@ impl JobsBuilder {
     /// created (Redis unreachable).
     pub async fn start(self) -> Result<Jobs> {
         let jobs = &self.config.jobs;
-        let queue = if self.sessions.store_kind() == "redis" {
-            let name = self.config.jobs_pool_name();
-            let pool_config =
-                self.config.redis.get(name).ok_or_else(|| {
-                    JobsError::Unavailable(format!("no Redis pool named {name:?}"))
-                })?;
-            // The sessions' own pool when it is the same one: no extra connections.
-            let pool = match self.sessions.redis_pool() {
-                Some(pool) if pool.config().name == name => pool.clone(),
-                _ => RedisPool::new(pool_config)
-                    .await
-                    .map_err(|e| JobsError::Unavailable(e.to_string()))?,
-            };
+        // The queue follows the sessions: jobs write sessions, and must share their fate.
+        let queue = if self.sessions.backend() == Backend::Redis {
+            // The app's pool of that name: the sessions' own when it is the same one.
+            let pool = self
+                .redis
+                .pool(self.config.jobs_pool_name())
+                .await
+                .map_err(|e| JobsError::Unavailable(e.to_string()))?;
             let queue = RedisQueue::new(pool, jobs, consumer_name()?).await?;
             tracing::info!(stream = %queue.stream(), consumer = %queue.consumer(), "jobs run from the Redis stream");
             Queue::Redis(queue)
@@ -139,7 +103,7 @@ impl JobsBuilder {
         });
         inner.tracker.spawn(worker::fetch_loop(inner.clone()));
         if let Queue::Redis(_) = inner.queue {
-            inner.tracker.spawn(super::redis::maintain(inner.clone()));
+            inner.tracker.spawn(worker::maintain(inner.clone()));
         }
         Ok(Jobs { inner })
     }
@@ -173,10 +137,13 @@ impl JobsBuilder {
 ///     Ok("welcome")
 /// }
 ///
-/// let config = Config::load("config.ini")?;
-/// let sessions = SessionManager::from_config(&config).await?;
-/// let jobs = Jobs::builder(&config, &sessions).register::<Hydrate>().start().await?;
-/// let app = jobs.install(sessions.install(App::new(config))).post("/login", log_in);
+/// let app = App::new(Config::load("config.ini")?);
+/// let sessions = SessionManager::from_config(app.config(), app.redis()).await?;
+/// let jobs = Jobs::builder(app.config(), app.redis(), &sessions)
+///     .register::<Hydrate>()
+///     .start()
+///     .await?;
+/// let app = app.with(sessions).with(jobs).post("/login", log_in);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -194,27 +161,17 @@ impl std::fmt::Debug for Jobs {
 }
 
 impl Jobs {
-    /// A builder with `[jobs]` settings from `config`, running jobs against `sessions`.
-    pub fn builder(config: &Config, sessions: &SessionManager) -> JobsBuilder {
+    /// A builder with `[jobs]` settings from `config`, running jobs against `sessions`; with
+    /// Redis sessions the queue is on `redis`'s pool named by `[jobs] redis_connection_pool`
+    /// (the app's: [`App::redis`](crate::App::redis)).
+    pub fn builder(config: &Config, redis: &Redis, sessions: &SessionManager) -> JobsBuilder {
         JobsBuilder {
             config: config.clone(),
+            redis: redis.clone(),
             sessions: sessions.clone(),
             handlers: HashMap::new(),
             state: HashMap::new(),
         }
-    }
-
-    /// Registers the runtime with `app`: as state (for `State<Jobs>` in controllers) and as
-    /// a drain hook, so that at shutdown jobs stop before the sessions' last commits, and
-    /// its counters as `rondo_jobs_*` metrics.
-    pub fn install(&self, app: App) -> App {
-        let jobs = self.clone();
-        let stats = self.clone();
-        app.state(self.clone())
-            .on_drain(move || async move { jobs.shutdown().await })
-            .register_collector(super::stats::StatsCollector(Box::new(move || {
-                stats.stats()
-            })))
     }
 
     /// Queues `job`; it runs on this or another server once a worker is free. Returns the
@@ -257,7 +214,7 @@ impl Jobs {
 
     /// Stops taking jobs, lets running ones finish within `[jobs] shutdown_timeout`, stops
     /// the rest and puts them back on the queue (with Redis; in memory, queued jobs are lost
-    /// and logged). Run by the server as a drain hook ([`Jobs::install`]).
+    /// and logged). Run by the server as a drain hook (installed with the component).
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.closing.cancel();
@@ -281,6 +238,18 @@ impl Jobs {
             Queue::Redis(queue) => queue.release(&inner.counters).await,
             Queue::Memory(queue) => queue.close(),
         }
+    }
+}
+
+/// Installed in an app, the runtime is the state behind `State<Jobs>`, a drain hook (at
+/// shutdown, jobs stop before the sessions' last commits) and the `rondo_jobs_*` metrics.
+impl Component for Jobs {
+    fn install(self, app: &mut Installer<'_>) {
+        let jobs = self.clone();
+        let stats = self.clone();
+        app.state(self);
+        app.on_drain(move || async move { jobs.shutdown().await });
+        app.register_collector(StatsCollector(Box::new(move || stats.stats())));
     }
 }
 

@@ -10,90 +10,59 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::memory::MemoryQueue;
-use super::redis::{Reader, RedisQueue};
-use super::runtime::{Inner, RunError};
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet};
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::envelope::{failed, Delivery, Envelope, Outcome};
+use super::job::{JobContext, JobError};
+use super::queue::Queue;
+use super::redis::Reader;
 use super::stats::Counters;
-use super::{JobContext, JobsError};
+use crate::config::JobsConfig;
+use crate::session::SessionManager;
 
 /// Most jobs taken from the queue in one fetch.
 const BATCH: usize = 32;
-/// Longest wait between retries of a job.
-const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
-/// A job as it travels on a queue.
-#[derive(Debug, Clone)]
-pub(crate) struct Envelope {
-    /// Unique per dispatch, kept across retries.
-    pub(crate) id: String,
-    /// The job's [`Job::NAME`](super::Job::NAME).
-    pub(crate) name: String,
-    /// Runs that failed or were lost so far.
-    pub(crate) attempts: u32,
-    /// The job's value as MessagePack.
-    pub(crate) payload: Bytes,
+/// Why a run did not succeed.
+pub(crate) enum RunError {
+    /// The payload is not a value of the job's type: retrying cannot help.
+    Unreadable(String),
+    /// The job returned an error.
+    Failed(JobError),
 }
 
-/// One job the queue handed to this server.
-#[derive(Debug)]
-pub(crate) struct Delivery {
-    /// The queue's tag for it (the stream entry id); `None` in memory.
-    pub(crate) tag: Option<String>,
-    /// The job, or why its entry could not be read.
-    pub(crate) job: Result<Envelope, String>,
-    /// The entry's fields as stored, kept for the dead-letter stream.
-    pub(crate) raw: Vec<(Vec<u8>, Vec<u8>)>,
-}
+/// Decodes a payload and runs the job.
+pub(crate) type Handler =
+    Box<dyn Fn(Bytes, JobContext) -> BoxFuture<'static, Result<(), RunError>> + Send + Sync>;
 
-/// What happens to a delivery after its run.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Done: acknowledge and forget.
-    Ack,
-    /// Failed: run `job` again after `delay`.
-    Retry { job: Envelope, delay: Duration },
-    /// Out of attempts or unreadable: to the dead-letter stream, with why.
-    Dead { reason: String },
-    /// Not run (shutdown): back on the queue as it was.
-    Requeue,
-}
+pub(crate) type StateMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
 
-/// The queue behind the runtime (one per runtime, so the size difference does not matter).
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Queue {
-    Redis(RedisQueue),
-    Memory(MemoryQueue),
-}
-
-impl Queue {
-    pub(crate) async fn push(&self, job: &Envelope) -> Result<(), JobsError> {
-        match self {
-            Self::Redis(q) => q.push(job).await,
-            Self::Memory(q) => q.push(job.clone()),
-        }
-    }
-
-    async fn fetch(&self, reader: &mut Reader, max: usize) -> Result<Vec<Delivery>, JobsError> {
-        match self {
-            Self::Redis(q) => q.fetch(reader, max).await,
-            Self::Memory(q) => Ok(q.fetch(max).await),
-        }
-    }
-
-    pub(crate) async fn finish(&self, delivery: &Delivery, outcome: Outcome) {
-        let result = match self {
-            Self::Redis(q) => q.finish(delivery, &outcome).await,
-            Self::Memory(q) => {
-                q.finish(delivery, outcome);
-                Ok(())
-            }
-        };
-        if let Err(err) = result {
-            // The entry stays pending under this server: another server takes it over after
-            // `claim_timeout` (or this one puts it back at shutdown).
-            tracing::warn!(error = %err, "job outcome could not be recorded; it will run again");
-        }
-    }
+/// What the worker tasks share.
+pub(crate) struct Inner {
+    pub(crate) queue: Queue,
+    pub(crate) handlers: HashMap<&'static str, Handler>,
+    pub(crate) sessions: SessionManager,
+    pub(crate) state: Arc<StateMap>,
+    pub(crate) config: JobsConfig,
+    pub(crate) counters: Counters,
+    /// `[jobs] concurrency` permits: a job runs only while it holds one.
+    pub(crate) permits: Arc<Semaphore>,
+    /// The fetch loop, the maintenance loop and every running job, so shutdown can wait.
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled at shutdown: stop taking jobs from the queue.
+    pub(crate) closing: CancellationToken,
+    /// Cancelled when the shutdown deadline passes: running jobs stop and go back.
+    pub(crate) abort: CancellationToken,
+    /// Stream entries running here, whose claim the maintenance loop renews. A short lock,
+    /// never held across an await.
+    pub(crate) in_flight: Mutex<HashSet<String>>,
 }
 
 /// The fetch loop: one permit per job, fetched in batches, until the runtime closes.
@@ -170,7 +139,11 @@ async fn run(inner: Arc<Inner>, delivery: Delivery, _permit: OwnedSemaphorePermi
 /// One run of `job`, stopped (and put back) if the shutdown deadline passes first.
 async fn attempt(inner: &Arc<Inner>, job: &Envelope) -> Outcome {
     let Some(handler) = inner.handlers.get(job.name.as_str()) else {
-        return failed(inner, job, format!("no job registered as {:?}", job.name));
+        return failed(
+            &inner.config,
+            job,
+            format!("no job registered as {:?}", job.name),
+        );
     };
     Counters::bump(&inner.counters.started);
     let ctx = JobContext {
@@ -198,48 +171,36 @@ async fn attempt(inner: &Arc<Inner>, job: &Envelope) -> Outcome {
                 reason: format!("payload unreadable: {why}"),
             }
         }
-        Ok(Err(RunError::Failed(err))) => failed(inner, job, err.to_string()),
-        Err(_panic) => failed(inner, job, "the job panicked".to_owned()),
+        Ok(Err(RunError::Failed(err))) => failed(&inner.config, job, err.to_string()),
+        Err(_panic) => failed(&inner.config, job, "the job panicked".to_owned()),
     }
 }
 
-/// A failed run: retried with backoff, or dead-lettered once out of attempts.
-pub(crate) fn failed(inner: &Inner, job: &Envelope, why: String) -> Outcome {
-    let attempts = job.attempts.saturating_add(1);
-    if attempts >= inner.config.max_attempts {
-        tracing::error!(job = %job.id, name = %job.name, attempts, error = %why, "job failed for the last time; moved to the dead-letter stream");
-        return Outcome::Dead {
-            reason: format!("failed {attempts} times; last error: {why}"),
-        };
+/// The maintenance loop: renew claims, promote due retries, take over lost entries.
+pub(crate) async fn maintain(inner: Arc<Inner>) {
+    let Queue::Redis(queue) = &inner.queue else {
+        return;
+    };
+    let tick = (queue.claim_timeout / 3).clamp(Duration::from_millis(30), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = inner.closing.cancelled() => break,
+        }
+        let tags: Vec<String> = inner.in_flight.lock().iter().cloned().collect();
+        let rounds = [
+            queue.renew(tags).await,
+            queue.promote_due().await,
+            queue.take_over(&inner.config, &inner.counters).await,
+        ];
+        for err in rounds.into_iter().filter_map(Result::err) {
+            tracing::debug!(error = %err, "job queue maintenance failed; retrying");
+        }
     }
-    let delay = backoff(inner.config.retry_backoff, attempts);
-    tracing::warn!(job = %job.id, name = %job.name, attempts, error = %why, retry_in_ms = delay.as_millis() as u64, "job failed; it will be retried");
-    Outcome::Retry {
-        job: Envelope {
-            attempts,
-            ..job.clone()
-        },
-        delay,
-    }
-}
-
-/// `base` doubled for each failure after the first, at most [`MAX_BACKOFF`].
-fn backoff(base: Duration, failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
-    base.saturating_mul(factor).min(MAX_BACKOFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Retry delays double from the base and stop growing at the cap.
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let base = Duration::from_millis(100);
-        assert_eq!(backoff(base, 1), base);
-        assert_eq!(backoff(base, 2), Duration::from_millis(200));
-        assert_eq!(backoff(base, 4), Duration::from_millis(800));
-        assert_eq!(backoff(base, 40), MAX_BACKOFF);
+    // Running jobs still need their claims renewed until they are done or stopped.
+    while !inner.in_flight.lock().is_empty() {
+        let tags: Vec<String> = inner.in_flight.lock().iter().cloned().collect();
+        let _ = queue.renew(tags).await;
+        tokio::time::sleep(tick).await;
     }
 }

@@ -6,7 +6,7 @@ use http::header::{HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 
 use super::{with_body, RequestHead, Responder};
-use crate::{Body, Response};
+use crate::body::{Body, Response};
 
 /// An error answer: a status code and a message meant for the client.
 ///

@@ -14,16 +14,19 @@
 //! through one place that picks the format and the status code.
 
 mod error_page;
+mod finish;
 mod types;
 
 pub use error_page::{escape_html, ErrorPage};
+pub(crate) use finish::run as run_finishing;
+pub use finish::{defer, Finisher};
 pub use types::{Html, Json, Redirect};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::{Body, Response};
+use crate::body::{Body, Response};
 
 /// What a responder may know about the request it answers.
 ///

@@ -5,7 +5,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::{with_body, ErrorPage, IntoResponse, RequestHead, Responder};
-use crate::{Body, Response};
+use crate::body::{Body, Response};
 
 /// A JSON value: as a responder it serializes `T` with `Content-Type: application/json`; as a
 /// controller argument it deserializes the request body (see [`crate::extract`]).

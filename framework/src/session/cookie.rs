@@ -16,7 +16,6 @@ pub(crate) const MAX_CANDIDATES: usize = 4;
 #[derive(Debug, Clone)]
 pub(crate) struct CookieSettings {
     pub(crate) name: String,
-    pub(crate) lifespan: Duration,
     same_site: SameSite,
     secure: bool,
     path: String,
@@ -28,7 +27,6 @@ impl CookieSettings {
         let session = &config.session;
         Self {
             name: session.cookie_name.clone(),
-            lifespan: session.cookie_lifespan,
             same_site: match session.cookie_samesite {
                 config::SameSite::Lax => SameSite::Lax,
                 config::SameSite::Strict => SameSite::Strict,

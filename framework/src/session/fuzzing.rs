@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::cookie::CookieSettings;
 use super::store::{msgpack_values, parse_record, Loaded, Record, StoreError};
 use super::{SessionError, SessionId};
-use crate::Config;
+use crate::config::Config;
 
 /// The session ids the `Cookie` headers of a request name, in order, as `[session]` of
 /// `config` reads them.

@@ -6,11 +6,12 @@
 //! the cookie nor matched against a Redis key by someone who reads both.
 
 use std::fmt;
-use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+
+use super::store::StoreKey;
 
 /// Bytes of randomness in an id.
 const ID_BYTES: usize = 32;
@@ -55,12 +56,7 @@ impl SessionId {
 
     /// The store key for this id under `prefix`: `{prefix}session:{sha256(id) in hex}`.
     pub fn store_key(&self, prefix: &str) -> StoreKey {
-        let digest = Sha256::digest(self.0.as_bytes());
-        let mut key = String::with_capacity(prefix.len() + 8 + HASH_HEX);
-        key.push_str(prefix);
-        key.push_str("session:");
-        push_hex(&mut key, &digest);
-        StoreKey(key)
+        StoreKey::from_digest(prefix, &Sha256::digest(self.0.as_bytes()))
     }
 
     /// A short tag for logs: 8 hex digits of a salted hash of the id's store hash. The same
@@ -113,34 +109,6 @@ fn random_id_bytes(out: &mut [u8; ID_BYTES]) -> Result<(), getrandom::Error> {
     })
 }
 
-/// Length of the hex SHA-256 at the end of every store key.
-const HASH_HEX: usize = 64;
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for byte in bytes {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-}
-
-/// This process's log salt: random, drawn once. Without randomness the clock serves, since
-/// the salt only has to be unknown to whoever reads the logs, not unguessable forever.
-fn log_salt() -> &'static [u8; 16] {
-    static SALT: OnceLock<[u8; 16]> = OnceLock::new();
-    SALT.get_or_init(|| {
-        let mut salt = [0u8; 16];
-        if getrandom::fill(&mut salt).is_err() {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            salt = nanos.to_le_bytes();
-        }
-        salt
-    })
-}
-
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionId({})", self.log_tag())
@@ -165,68 +133,13 @@ pub struct SessionRef(String);
 impl SessionRef {
     /// The reference of the session stored at `key`.
     pub(crate) fn of(key: &StoreKey) -> Self {
-        let start = key.0.len().saturating_sub(HASH_HEX);
-        Self(key.0.get(start..).unwrap_or_default().to_owned())
+        Self(key.hash().to_owned())
     }
 
     /// The store key under `prefix`, if this is a well-formed reference (64 lowercase hex
     /// digits; anything else came from outside and names nothing).
     pub(crate) fn store_key(&self, prefix: &str) -> Option<StoreKey> {
-        let valid = self.0.len() == HASH_HEX
-            && self
-                .0
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        valid.then(|| StoreKey(format!("{prefix}session:{}", self.0)))
-    }
-}
-
-/// Where a session lives in the store: derived from the id, never the id itself.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct StoreKey(String);
-
-impl StoreKey {
-    /// The key text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The hash of the id this key ends in (64 hex digits).
-    pub fn hash(&self) -> &str {
-        let start = self.0.len().saturating_sub(HASH_HEX);
-        self.0.get(start..).unwrap_or_default()
-    }
-
-    /// The key of another session under the same prefix: this key with its hash replaced
-    /// by `hash`, if that is one (64 lowercase hex digits); anything else names nothing.
-    pub fn with_hash(&self, hash: &str) -> Option<StoreKey> {
-        let valid = hash.len() == HASH_HEX
-            && hash
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let start = self.0.len().checked_sub(HASH_HEX)?;
-        let prefix = self.0.get(..start)?;
-        valid.then(|| StoreKey(format!("{prefix}{hash}")))
-    }
-
-    /// The session's tag for logs (see [`SessionId::log_tag`]): a salted hash of the key's
-    /// id hash, so the tag cannot be matched against keys in Redis.
-    pub fn log_tag(&self) -> String {
-        let start = self.0.len().saturating_sub(HASH_HEX);
-        let hash = self.0.get(start..).unwrap_or(&self.0);
-        let mut hasher = Sha256::new();
-        hasher.update(log_salt());
-        hasher.update(hash.as_bytes());
-        let mut tag = String::with_capacity(8);
-        push_hex(&mut tag, &hasher.finalize()[..4]);
-        tag
-    }
-}
-
-/// Lets maps keyed by store key be searched with the key text Redis reports.
-impl std::borrow::Borrow<str> for StoreKey {
-    fn borrow(&self) -> &str {
-        &self.0
+        StoreKey::from_hash(prefix, &self.0)
     }
 }
 
@@ -285,7 +198,7 @@ mod tests {
         let key = id.store_key("app:");
         let tag = id.log_tag();
         assert_eq!(tag.len(), 8);
-        assert!(tag.bytes().all(|b| HEX.contains(&b)), "{tag}");
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{tag}");
         assert_eq!(key.log_tag(), tag);
         assert_eq!(format!("{id}"), tag);
         assert_eq!(format!("{id:?}"), format!("SessionId({tag})"));

@@ -1,122 +1,23 @@
-//! The session manager: one per app, holding the store, the settings and the actor registry.
+//! The session manager: one per app, built from `[session]` and the app's Redis, installed
+//! as a component (state, metrics, a shutdown hook that flushes pending commits).
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use http::request::Parts;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::actor::Msg;
-use super::cookie::CookieSettings;
+use super::actor::{Registry, Shared};
+use super::error::SessionError;
 use super::handle::Session;
-use super::id::{SessionId, SessionRef, StoreKey};
-use super::registry::{ActorRef, Registry};
-use super::stats::SessionStats;
-use super::store::{MemoryStore, RedisStore, SessionStore};
-use super::tracking::Tracking;
-use super::SessionError;
-use crate::config::{Config, PersistMode, ReadCheck, RedisPoolConfig, StoreKind};
-use crate::redis_pool::RedisPool;
-use crate::App;
-
-/// Session settings derived from `[session]`.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) cookie: CookieSettings,
-    pub(crate) prefix: String,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) max_lifetime: Option<Duration>,
-    pub(crate) refresh_interval: Duration,
-    pub(crate) persist: PersistMode,
-    pub(crate) max_size: usize,
-    pub(crate) actor_idle_timeout: Duration,
-    pub(crate) max_actors: usize,
-}
-
-impl Settings {
-    fn from_config(config: &Config, prefix: String) -> Self {
-        let s = &config.session;
-        Self {
-            cookie: CookieSettings::from_config(config),
-            prefix,
-            idle_timeout: s.idle_timeout,
-            max_lifetime: s.max_lifetime,
-            refresh_interval: s.refresh_interval,
-            persist: s.persist,
-            max_size: s.max_size,
-            actor_idle_timeout: s.actor_idle_timeout,
-            max_actors: s.max_actors,
-        }
-    }
-
-    /// Whether a session created at `created` has passed its absolute lifetime.
-    pub(crate) fn expired(&self, created: u64, now: u64) -> bool {
-        self.ttl(created, now).is_none()
-    }
-
-    /// How long the store should keep the record from `now`: the cookie lifespan, shortened
-    /// by the idle timeout and by what is left of the absolute lifetime; `None` once that is
-    /// used up. `created == 0` is a session not stored yet.
-    pub(crate) fn ttl(&self, created: u64, now: u64) -> Option<Duration> {
-        let mut ttl = self.cookie.lifespan;
-        if let Some(idle) = self.idle_timeout {
-            ttl = ttl.min(idle);
-        }
-        if let Some(max) = self.max_lifetime {
-            let age = if created == 0 {
-                0
-            } else {
-                now.saturating_sub(created)
-            };
-            let left = max.as_secs().checked_sub(age).filter(|left| *left > 0)?;
-            ttl = ttl.min(Duration::from_secs(left));
-        }
-        Some(ttl)
-    }
-}
-
-/// What the actors share.
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) settings: Settings,
-    pub(crate) registry: Registry,
-    /// Actors and deferred flushes, so shutdown can wait for them.
-    pub(crate) tracker: TaskTracker,
-    /// Cancelled at shutdown: actors make a last commit and end.
-    pub(crate) closing: CancellationToken,
-    /// Redis client-side caching for reads, when the store is Redis and `read_check` asks
-    /// for it; set once, after the manager exists (its connection task holds a weak link).
-    pub(crate) tracking: OnceLock<Arc<Tracking>>,
-    /// Counters for the metrics endpoint.
-    pub(crate) stats: SessionStats,
-}
-
-impl Shared {
-    pub(crate) fn actor(self: &Arc<Self>, key: &StoreKey, fresh: bool) -> ActorRef {
-        self.registry.get_or_spawn(self, key, fresh)
-    }
-
-    /// Sends `msg` to the actor for `key`, respawning it if it ended meanwhile; answers the
-    /// actor that took it (later messages that belong with it must go to the same one: past
-    /// `max_actors`, each lookup may spawn another).
-    pub(crate) async fn send(
-        self: &Arc<Self>,
-        key: &StoreKey,
-        mut msg: Msg,
-    ) -> Result<ActorRef, SessionError> {
-        for _ in 0..3 {
-            let actor = self.actor(key, false);
-            match actor.send(msg).await {
-                Ok(()) => return Ok(actor),
-                Err(back) => msg = back,
-            }
-        }
-        Err(SessionError::Unavailable(
-            "session actor unavailable".into(),
-        ))
-    }
-}
+use super::id::{SessionId, SessionRef};
+use super::settings::Settings;
+use super::stats::{Gauges, SessionStats};
+use super::store::{Backend, MemoryStore, RedisStore, SessionStore};
+use super::tracking::{Holders, Tracking};
+use crate::component::{Component, Installer};
+use crate::config::{Config, ReadCheck, RedisPoolConfig, StoreKind};
+use crate::redis::{Redis, RedisPool};
 
 /// The app's session manager: start sessions from requests, open them from background work,
 /// persist and shut down cleanly. Cheap to clone.
@@ -132,23 +33,20 @@ impl Shared {
 ///     Ok(format!("visit number {n}"))
 /// }
 ///
-/// let config = Config::load("config.ini")?;
-/// let sessions = SessionManager::from_config(&config).await?;
-/// let app = sessions.install(App::new(config)).get("/", visits);
+/// let app = App::new(Config::load("config.ini")?);
+/// let sessions = SessionManager::from_config(app.config(), app.redis()).await?;
+/// let app = app.with(sessions).get("/", visits);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct SessionManager {
     pub(crate) shared: Arc<Shared>,
-    /// The Redis pool of the store, when [`SessionManager::from_config`] built one: other
-    /// parts of the app (the job queue) share it instead of opening their own.
-    pool: Option<RedisPool>,
 }
 
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager")
-            .field("store", &self.shared.store.kind())
+            .field("store", &self.shared.store.backend())
             .field("live_actors", &self.shared.registry.live())
             .finish()
     }
@@ -158,60 +56,85 @@ impl SessionManager {
     /// A manager on `store`, with `[session]` settings from `config`; `prefix` goes before
     /// every store key.
     pub fn new(store: impl SessionStore, config: &Config, prefix: &str) -> Self {
+        Self::build(Arc::new(store), config, prefix, None)
+    }
+
+    /// The manager, with Redis client-side caching from the pool of `tracked` if given.
+    fn build(
+        store: Arc<dyn SessionStore>,
+        config: &Config,
+        prefix: &str,
+        tracked: Option<&RedisPoolConfig>,
+    ) -> Self {
+        let settings = Settings::from_config(config, prefix.to_owned());
+        let registry = Arc::new(Registry::new());
+        let stats = Arc::new(SessionStats::default());
+        let closing = CancellationToken::new();
+        let tracking = tracked.map(|pool| {
+            let holders: std::sync::Weak<dyn Holders> = Arc::downgrade(&registry) as _;
+            Tracking::start(
+                pool.clone(),
+                format!("{prefix}session:"),
+                holders,
+                stats.invalidations.clone(),
+                closing.clone(),
+            )
+        });
         let shared = Shared {
-            store: Arc::new(store),
-            settings: Settings::from_config(config, prefix.to_owned()),
-            registry: Registry::new(),
+            store,
+            settings,
+            registry,
             tracker: TaskTracker::new(),
-            closing: CancellationToken::new(),
-            tracking: OnceLock::new(),
-            stats: SessionStats::default(),
+            closing,
+            tracking,
+            stats,
         };
         Self {
             shared: Arc::new(shared),
-            pool: None,
         }
     }
 
-    /// The manager `[session] store` asks for.
+    /// The manager `[session] store` asks for, on the pool of `redis` named by
+    /// `redis_connection_pool` (the app's, `App::redis`).
     ///
-    /// - `redis`: the pool named by `redis_connection_pool`; Redis must answer now, or this
-    ///   fails (no silent fallback).
+    /// - `redis`: Redis must answer now, or this fails (no silent fallback).
     /// - `memory`: the in-process store.
-    /// - `auto`: Redis if it answers, otherwise the in-process store with a loud warning on
-    ///   stderr, since sessions are then neither shared between servers nor durable.
+    /// - `auto`: Redis if it answers (and `[redis]` has the pool), otherwise the in-process
+    ///   store with a loud warning on stderr, since sessions are then neither shared between
+    ///   servers nor durable.
     ///
     /// # Errors
     ///
     /// `store = redis` with the pool missing from `[redis]` or Redis unreachable; with any
     /// store but `memory`, Redis refusing the pool's settings (a database it does not have,
     /// wrong credentials: [`SessionError::Misconfigured`]).
-    pub async fn from_config(config: &Config) -> Result<Self, SessionError> {
+    pub async fn from_config(config: &Config, redis: &Redis) -> Result<Self, SessionError> {
         let kind = config.session.store;
         if kind == StoreKind::Memory {
             return Ok(Self::new(MemoryStore::new(), config, ""));
         }
-        let pool_config = match config.session_pool() {
-            Ok(pool) => pool,
-            Err(err) if kind == StoreKind::Auto => {
-                warn_memory_fallback(&err.to_string());
+        let name = &config.session.redis_connection_pool;
+        let Some(pool_config) = redis.config(name) else {
+            let why = format!("no Redis pool named {name:?} in [redis]");
+            if kind == StoreKind::Auto {
+                warn_memory_fallback(&why);
                 return Ok(Self::new(MemoryStore::new(), config, ""));
             }
-            Err(err) => return Err(SessionError::Unavailable(err.to_string())),
+            return Err(SessionError::Unavailable(why));
         };
         let where_ = format!("{}:{}", pool_config.host, pool_config.port);
-        let redis = match RedisPool::new(pool_config).await {
+        let store = match redis.pool(name).await {
             Ok(pool) => {
-                let store = RedisStore::new(pool.clone());
+                let store = RedisStore::new(pool);
                 store
                     .ping()
                     .await
-                    .map(|()| (store, pool))
+                    .map(|()| store)
                     .map_err(|e| e.to_string())
             }
             Err(err) => Err(err.to_string()),
         };
-        if redis.is_err() {
+        if store.is_err() {
             if let Some(refusal) = RedisPool::refusal(pool_config).await {
                 // A misconfiguration, not an outage: no fallback to memory, even with `auto`.
                 return Err(SessionError::Misconfigured(format!(
@@ -220,15 +143,17 @@ impl SessionManager {
                 )));
             }
         }
-        match redis {
-            Ok((store, pool)) => {
+        match store {
+            Ok(store) => {
                 tracing::info!(redis = %where_, pool = %pool_config.name, "sessions stored in Redis");
-                let mut manager = Self::new(store, config, &pool_config.prefix);
-                manager.pool = Some(pool);
-                if config.session.read_check == ReadCheck::Tracking {
-                    manager.track(pool_config);
-                }
-                Ok(manager)
+                let tracked =
+                    (config.session.read_check == ReadCheck::Tracking).then_some(pool_config);
+                Ok(Self::build(
+                    Arc::new(store),
+                    config,
+                    &pool_config.prefix,
+                    tracked,
+                ))
             }
             Err(why) if kind == StoreKind::Auto => {
                 warn_memory_fallback(&format!("Redis at {where_} is unreachable ({why})"));
@@ -240,43 +165,9 @@ impl SessionManager {
         }
     }
 
-    /// Starts Redis client-side caching of reads for this manager's keys.
-    fn track(&self, pool: &RedisPoolConfig) {
-        let prefix = format!("{}session:", self.shared.settings.prefix);
-        let tracking = Tracking::start(
-            pool.clone(),
-            prefix,
-            Arc::downgrade(&self.shared),
-            self.shared.closing.clone(),
-        );
-        // A new manager: the cell is empty.
-        drop(self.shared.tracking.set(tracking));
-    }
-
-    /// Registers the manager with `app`: as state (for [`Session`] arguments and
-    /// `State<SessionManager>`) and as a shutdown hook that flushes pending commits.
-    pub fn install(&self, app: App) -> App {
-        let manager = self.clone();
-        let app = app
-            .state(self.clone())
-            .on_shutdown(move || async move { manager.shutdown().await });
-        let app = match self.shared.store.redis_pool() {
-            Some(pool) => pool.register_metrics(app),
-            None => app,
-        };
-        self.shared
-            .stats
-            .register(app, Arc::downgrade(&self.shared))
-    }
-
-    /// The store's kind: `"redis"` or `"memory"`.
-    pub fn store_kind(&self) -> &'static str {
-        self.shared.store.kind()
-    }
-
-    /// The Redis pool of the store, when it was built by [`SessionManager::from_config`].
-    pub fn redis_pool(&self) -> Option<&RedisPool> {
-        self.pool.as_ref()
+    /// What keeps the sessions: the job queue, which must share their fate, follows it.
+    pub fn backend(&self) -> Backend {
+        self.shared.store.backend()
     }
 
     /// Session actors live on this node.
@@ -303,7 +194,7 @@ impl SessionManager {
             return session.clone();
         }
         let session = Session::new(
-            self.clone(),
+            self.shared.clone(),
             self.shared.settings.cookie.read(headers),
             true,
         );
@@ -314,7 +205,7 @@ impl SessionManager {
     /// A brand-new session for the request being handled, ignoring any cookie it carried;
     /// it gets its id and cookie on its first write.
     pub fn fresh(&self) -> Session {
-        Session::new(self.clone(), Vec::new(), true)
+        Session::new(self.shared.clone(), Vec::new(), true)
     }
 
     pub(crate) fn start_parts(&self, parts: &mut Parts) -> Session {
@@ -322,7 +213,7 @@ impl SessionManager {
             return session.clone();
         }
         let ids = self.shared.settings.cookie.read(&parts.headers);
-        let session = Session::new(self.clone(), ids, true);
+        let session = Session::new(self.shared.clone(), ids, true);
         parts.extensions.insert(session.clone());
         session
     }
@@ -368,7 +259,7 @@ impl SessionManager {
         let Some(id) = SessionId::parse(id) else {
             return Ok(None);
         };
-        let session = Session::new(self.clone(), vec![id], false);
+        let session = Session::new(self.shared.clone(), vec![id], false);
         Ok(session.exists().await?.then_some(session))
     }
 
@@ -384,20 +275,32 @@ impl SessionManager {
         let Some(key) = reference.store_key(&self.shared.settings.prefix) else {
             return Ok(None);
         };
-        let session = Session::by_key(self.clone(), key);
+        let session = Session::by_key(self.shared.clone(), key);
         Ok(session.exists().await?.then_some(session))
     }
 
     /// Flushes every pending commit and stops the actors; the server calls it during
-    /// graceful shutdown (through [`SessionManager::install`]).
+    /// graceful shutdown (a hook of the installed component).
     pub async fn shutdown(&self) {
         self.shared.closing.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
     }
+}
 
-    pub(crate) fn key(&self, id: &SessionId) -> StoreKey {
-        id.store_key(&self.shared.settings.prefix)
+/// Installed in an app, the manager is the state that [`Session`] arguments and
+/// `State<SessionManager>` find, registers the session metrics, and flushes every pending
+/// commit at shutdown.
+impl Component for SessionManager {
+    fn install(self, app: &mut Installer<'_>) {
+        let gauges = Gauges {
+            live: self.shared.registry.live_count(),
+            tracking: self.shared.tracking.clone(),
+        };
+        self.shared.stats.register(app, gauges);
+        let manager = self.clone();
+        app.state(self);
+        app.on_shutdown(move || async move { manager.shutdown().await });
     }
 }
 

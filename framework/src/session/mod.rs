@@ -6,138 +6,44 @@
 //! [`SessionManager::start`] and [`SessionManager::persist_session`] do the same steps by
 //! hand, and [`SessionManager::open`] reaches a known session from background work.
 //!
-//! Underneath, each live session is owned by one actor on this node (see `actor`), which
-//! serves reads from memory and commits versioned deltas to the [`store`].
+//! Underneath, each live session is owned by one actor on this node, which serves reads
+//! from memory and commits versioned deltas to the [`store`]. Sessions know nothing of the
+//! server: a request reaches them through the extractors in `request` and the narrow
+//! [`AppContext`](crate::AppContext).
+//!
+//! # Layout
+//!
+//! - `manager`: [`SessionManager`], the component an app installs.
+//! - `handle/`: [`Session`], what controllers and jobs use: its API, the MessagePack codec,
+//!   the lazy first touch, the finish of a request (cookie, persist), flash values and CSRF
+//!   tokens.
+//! - `actor/`: one actor per live session on this node, and the registry that finds them.
+//! - `settings`, `expiry`: `[session]` as the layer uses it; every rule about how long a
+//!   session lives is in `expiry`.
+//! - `cookie`, `id`: the cookie, ids and references.
+//! - `tracking/`: Redis client-side caching, so that warm reads send nothing to Redis.
+//! - `stats`: the counters behind the metrics.
+//! - [`store`]: where records live (Redis, memory), knowing nothing of actors or HTTP.
+//! - `request`: the session as a controller argument, and [`CsrfForm`].
 
 mod actor;
 mod cookie;
-mod csrf;
-mod flash;
+mod error;
+mod expiry;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
 mod id;
 mod manager;
-mod registry;
+mod request;
+mod settings;
 mod stats;
 pub mod store;
 mod tracking;
 
-pub use csrf::CsrfForm;
+pub use error::SessionError;
 pub use handle::Session;
-pub use id::{SessionId, SessionRef, StoreKey};
+pub use id::{SessionId, SessionRef};
 pub use manager::SessionManager;
-
-use http::StatusCode;
-
-use crate::respond::{ErrorPage, RequestHead, Responder};
-use crate::Response;
-use store::StoreError;
-
-/// Why a session operation failed. Each variant answers with a deliberate status code.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// The store could not be reached in time (503, with `Retry-After`).
-    #[error("session store unavailable: {0}")]
-    Unavailable(String),
-    /// A value could not be encoded as MessagePack (500).
-    #[error("session value for {key:?} could not be encoded: {message}")]
-    Encode {
-        /// The session key.
-        key: String,
-        /// What the encoder said.
-        message: String,
-    },
-    /// A stored value is not of the requested type (500).
-    #[error("session value for {key:?} could not be decoded: {message}")]
-    Decode {
-        /// The session key.
-        key: String,
-        /// What the decoder said.
-        message: String,
-    },
-    /// The session would grow past `[session] max_size` (413).
-    #[error("session data would be {size} bytes, over the limit of {limit}")]
-    TooLarge {
-        /// The size it would have.
-        size: usize,
-        /// `[session] max_size`.
-        limit: usize,
-    },
-    /// The session was destroyed or rotated by another request meanwhile (409).
-    #[error("the session has ended")]
-    Gone,
-    /// Too many requests (on this server and others) changed the session at the same moment
-    /// for this change to be committed in time (503 with `Retry-After`: retrying will do;
-    /// the store itself is fine).
-    #[error("the session is busy with concurrent changes; retry shortly")]
-    Busy,
-    /// The session store refused the configuration it was given (a database index it does
-    /// not have, a wrong password): a start-up error, not an outage.
-    #[error("{0}")]
-    Misconfigured(String),
-    /// The form's CSRF token is missing or not valid (400).
-    #[error("invalid or missing CSRF token")]
-    Csrf,
-    /// A key starting with `_` is reserved for the framework (500: a bug in the app).
-    #[error("session key {0:?} is reserved (keys starting with '_' belong to the framework)")]
-    ReservedKey(String),
-    /// No [`SessionManager`] was registered with the app (500: a bug in the app).
-    #[error("no SessionManager registered with the app")]
-    NoManager,
-    /// The operating system's random source failed (503).
-    #[error("no randomness for a session id: {0}")]
-    Random(String),
-}
-
-impl SessionError {
-    /// The status code this error answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Unavailable(_) | Self::Random(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Encode { .. }
-            | Self::Decode { .. }
-            | Self::ReservedKey(_)
-            | Self::NoManager
-            | Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Gone => StatusCode::CONFLICT,
-            Self::Csrf => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-impl From<StoreError> for SessionError {
-    fn from(err: StoreError) -> Self {
-        Self::Unavailable(err.to_string())
-    }
-}
-
-impl Responder for SessionError {
-    fn respond(self, head: &RequestHead) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "session error");
-        }
-        let message = match self {
-            // Internal details stay in the log.
-            Self::Encode { .. }
-            | Self::Decode { .. }
-            | Self::ReservedKey(_)
-            | Self::NoManager
-            | Self::Misconfigured(_) => "internal server error".to_owned(),
-            Self::Unavailable(_) | Self::Random(_) => {
-                "session store unavailable, try again shortly".to_owned()
-            }
-            other => other.to_string(),
-        };
-        let page = ErrorPage::new(status, message);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            page.retry_after(1)
-        } else {
-            page
-        }
-        .respond(head)
-    }
-}
+pub use request::{CsrfForm, CsrfRejection};
+pub use store::{Backend, StoreKey};

@@ -1,10 +1,12 @@
 //! What the session layer counts, for the metrics endpoint.
 //!
 //! The counters are `prometheus-client` handles (shared atomics), updated where things
-//! happen and registered with the app by [`SessionManager::install`](super::SessionManager::install).
-//! Live actors and the state of the tracking connection are read when metrics are scraped.
+//! happen and registered with the app when the [`SessionManager`](super::SessionManager)
+//! is installed. Live actors and the state of the tracking connection are read when metrics
+//! are scraped, from what the manager hands over ([`Gauges`]).
 
-use std::sync::Weak;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -12,8 +14,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use super::manager::Shared;
-use crate::App;
+use super::tracking::Tracking;
+use crate::component::Installer;
 
 /// Session counters and histograms.
 pub(crate) struct SessionStats {
@@ -61,7 +63,8 @@ impl Default for SessionStats {
 
 impl SessionStats {
     /// Registers every metric with `app`, plus the gauges read from `shared` at scrape time.
-    pub(crate) fn register(&self, app: App, shared: Weak<Shared>) -> App {
+    /// Registers the counters and `gauges` with the app being built.
+    pub(crate) fn register(&self, app: &mut Installer<'_>, gauges: Gauges) {
         let counters = [
             (
                 "rondo_session_loads",
@@ -109,43 +112,38 @@ impl SessionStats {
                 &self.invalidations,
             ),
         ];
-        let mut app = app;
         for (name, help, counter) in counters {
-            app = app.register_metric(name, help, counter.clone());
+            app.register_metric(name, help, counter.clone());
         }
         app.register_metric(
             "rondo_session_changes_per_commit",
             "Changes merged into each applied session commit (coalescing)",
             self.changes_per_commit.clone(),
-        )
-        .register_metric(
+        );
+        app.register_metric(
             "rondo_session_commit_duration_seconds",
             "Time a session commit took, conflicts and reloads included",
             self.commit_seconds.clone(),
-        )
-        .register_collector(LiveGauges(shared))
+        );
+        app.register_collector(gauges);
     }
 }
 
 /// Gauges read when metrics are scraped.
+/// What the session gauges read when the metrics are scraped: the live actors' count and the
+/// tracking connection.
 #[derive(Debug)]
-struct LiveGauges(Weak<Shared>);
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
-    }
+pub(crate) struct Gauges {
+    pub(crate) live: Arc<AtomicUsize>,
+    pub(crate) tracking: Option<Arc<Tracking>>,
 }
 
-impl Collector for LiveGauges {
+impl Collector for Gauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(shared) = self.0.upgrade() else {
-            return Ok(());
-        };
-        let live = i64::try_from(shared.registry.live()).unwrap_or(i64::MAX);
-        let tracked = shared
+        let live = i64::try_from(self.live.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let tracked = self
             .tracking
-            .get()
+            .as_ref()
             .map_or(0, |t| i64::from(t.is_tracking()));
         for (name, help, value) in [
             (

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{Commit, Delta, Loaded, Record, SessionStore, StoreError};
-use crate::handler::BoxFuture;
-use crate::session::id::StoreKey;
+use futures_util::future::BoxFuture;
+
+use super::{Backend, Commit, Delta, Loaded, Record, SessionStore, StoreError, StoreKey};
 
 /// Sweep expired records every this many commits, so abandoned sessions do not pile up.
 const SWEEP_EVERY: u64 = 1024;
@@ -214,7 +214,7 @@ impl SessionStore for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn kind(&self) -> &'static str {
-        "memory"
+    fn backend(&self) -> Backend {
+        Backend::Memory
     }
 }

@@ -8,11 +8,11 @@
 //! Two stores share one contract and one test suite: [`RedisStore`] (shared, durable) and
 //! [`MemoryStore`] (in-process, for development and tests).
 
-mod batch;
-mod dump;
+mod key;
 mod memory;
 mod redis;
 
+pub use self::key::StoreKey;
 pub use self::memory::MemoryStore;
 /// For the record-decoding fuzz target (`session::fuzzing`).
 pub(crate) use self::redis::parse_record;
@@ -22,9 +22,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-
-use super::id::StoreKey;
-use crate::handler::BoxFuture;
+use futures_util::future::BoxFuture;
 
 /// A stored session.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -203,12 +201,30 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Checks that the store answers (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// A short name for logs: "redis" or "memory".
-    fn kind(&self) -> &'static str;
+    /// What keeps the records: other parts that must share the sessions' fate (the job
+    /// queue follows the session store) decide by it.
+    fn backend(&self) -> Backend;
+}
 
-    /// The Redis pool behind the store, if any (for its metrics).
-    fn redis_pool(&self) -> Option<&crate::redis_pool::RedisPool> {
-        None
+/// The kind of store behind a [`SessionStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Redis: shared by every server, durable.
+    Redis,
+    /// This process's memory: neither shared nor durable.
+    Memory,
+    /// A store of the application's own, named for logs.
+    Other(&'static str),
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Redis => "redis",
+            Self::Memory => "memory",
+            Self::Other(name) => name,
+        })
     }
 }
 

@@ -35,8 +35,23 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::resp::Frame;
-use super::manager::Shared;
+use prometheus_client::metrics::counter::Counter;
+
 use crate::config::RedisPoolConfig;
+
+/// Who holds copies of session keys on this node (the actor registry): told of every
+/// invalidation Redis pushes.
+pub(crate) trait Holders: Send + Sync + 'static {
+    /// Notes that `key` (a store key) was written; answers whether a copy of it is held.
+    fn invalidate(&self, key: &[u8]) -> bool;
+}
+
+/// Where invalidations go: the holders (weak, so that tracking ends with them) and the
+/// counter of invalidations that hit a held copy.
+struct Sink {
+    holders: Weak<dyn Holders>,
+    counted: Counter,
+}
 
 /// How often the connection is checked with a `PING`: a connection that silently stopped
 /// delivering (a network partition) must not keep copies trusted for long.
@@ -90,6 +105,7 @@ fn pack(epoch: u64, invalidations: u64) -> u64 {
 
 /// The tracking connection of one node.
 pub(crate) struct Tracking {
+    sink: Sink,
     /// Odd while the connection is up and tracking; even while it is not. Bumped on every
     /// change and on "invalidate everything", which voids every stamp at once.
     epoch: AtomicU64,
@@ -117,16 +133,29 @@ struct Link {
     ping_sent: Option<Instant>,
 }
 
+impl std::fmt::Debug for Tracking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracking")
+            .field("tracking", &self.is_tracking())
+            .finish()
+    }
+}
+
 impl Tracking {
     /// Starts tracking for keys starting with `prefix` on the Redis of `config`; copies are
     /// trusted only once the connection is up, and never when Redis cannot track.
     pub(crate) fn start(
         config: RedisPoolConfig,
         prefix: String,
-        shared: Weak<Shared>,
+        holders: Weak<dyn Holders>,
+        invalidations: Counter,
         closing: CancellationToken,
     ) -> Arc<Self> {
         let tracking = Arc::new(Self {
+            sink: Sink {
+                holders,
+                counted: invalidations,
+            },
             epoch: AtomicU64::new(0),
             link: Mutex::new(None),
             socket: RwLock::new(None),
@@ -134,14 +163,14 @@ impl Tracking {
             wanted: tokio::sync::Notify::new(),
             asked: AtomicBool::new(false),
         });
-        tokio::spawn(run(tracking.clone(), config, prefix, shared, closing));
+        tokio::spawn(run(tracking.clone(), config, prefix, closing));
         tracking
     }
 
     /// Whether the actor with `stamp` holds a copy no write has touched since it was last
     /// checked. Drains pending invalidations first.
-    pub(crate) fn current(&self, shared: &Shared, stamp: &Stamp) -> bool {
-        self.drain(shared);
+    pub(crate) fn current(&self, stamp: &Stamp) -> bool {
+        self.drain();
         let epoch = self.epoch.load(Ordering::SeqCst);
         epoch % 2 == 1
             && stamp.checked.load(Ordering::SeqCst)
@@ -181,7 +210,7 @@ impl Tracking {
     /// drain set `draining` before its read, so a reader that peeks after that read sees the
     /// flag). Only then may the reader skip the lock; otherwise it drains (or waits for the
     /// drain in progress) under the lock, as before.
-    fn drain(&self, shared: &Shared) {
+    fn drain(&self) {
         {
             let socket = self.socket.read();
             let Some(socket) = socket.as_ref() else {
@@ -199,7 +228,7 @@ impl Tracking {
         let mut link = self.link.lock();
         let Some(current) = link.as_mut() else { return };
         self.draining.store(true, Ordering::SeqCst);
-        let drained = current.drain(shared, &self.epoch);
+        let drained = current.drain(&self.sink, &self.epoch);
         self.draining.store(false, Ordering::SeqCst);
         if let Err(why) = drained {
             // Nothing installs a new link while this one is still up.
@@ -261,7 +290,7 @@ impl Tracking {
 
 impl Link {
     /// Non-blocking reads until the socket is empty, then applies every whole frame.
-    fn drain(&mut self, shared: &Shared, epoch: &AtomicU64) -> Result<(), String> {
+    fn drain(&mut self, sink: &Sink, epoch: &AtomicU64) -> Result<(), String> {
         let mut chunk = [0u8; 4096];
         loop {
             match (&*SockRef::from(&*self.socket)).read(&mut chunk) {
@@ -277,21 +306,24 @@ impl Link {
             resp::parse(&self.input[used..]).map_err(|e| e.to_string())?
         {
             used += len;
-            self.apply(frame, shared, epoch)?;
+            self.apply(frame, sink, epoch)?;
         }
         self.input.drain(..used);
         Ok(())
     }
 
-    fn apply(&mut self, frame: Frame, shared: &Shared, epoch: &AtomicU64) -> Result<(), String> {
+    fn apply(&mut self, frame: Frame, sink: &Sink, epoch: &AtomicU64) -> Result<(), String> {
         match frame {
             Frame::Push(items) if items.first() == Some(&Frame::Text(b"invalidate".to_vec())) => {
                 match items.get(1) {
                     Some(Frame::Array(keys)) => {
+                        let Some(holders) = sink.holders.upgrade() else {
+                            return Ok(());
+                        };
                         for key in keys {
                             if let Frame::Text(key) = key {
-                                if shared.registry.invalidate(key) {
-                                    shared.stats.invalidations.inc();
+                                if holders.invalidate(key) {
+                                    sink.counted.inc();
                                 }
                             }
                         }
@@ -391,7 +423,6 @@ async fn run(
     tracking: Arc<Tracking>,
     config: RedisPoolConfig,
     prefix: String,
-    shared: Weak<Shared>,
     closing: CancellationToken,
 ) {
     tokio::select! {
@@ -401,7 +432,7 @@ async fn run(
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u32;
     loop {
-        if closing.is_cancelled() || shared.strong_count() == 0 {
+        if closing.is_cancelled() || tracking.sink.holders.strong_count() == 0 {
             return;
         }
         match connect(&config, &prefix).await {
@@ -435,8 +466,10 @@ async fn run(
         while tracking.is_up() {
             tokio::select! {
                 _ = drain.tick() => {
-                    let Some(shared) = shared.upgrade() else { return };
-                    tracking.drain(&shared);
+                    if tracking.sink.holders.strong_count() == 0 {
+                        return;
+                    }
+                    tracking.drain();
                 }
                 _ = ping.tick() => tracking.ping(config.timeout.max(PING_EVERY)),
                 () = closing.cancelled() => return,

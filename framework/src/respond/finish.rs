@@ -1,4 +1,5 @@
-//! Request scope: work that belongs to one request but must run after its controller.
+//! Finishing a response: work that belongs to one request but must run after its controller
+//! has answered.
 //!
 //! An extractor (the session argument, for one) can [`defer`] a [`Finisher`] while the
 //! controller runs; when the controller has answered, the framework runs every finisher with
@@ -6,17 +7,19 @@
 //! hyper. A finisher can add headers (`Set-Cookie`) and arrange work for after the response
 //! is sent with [`crate::Body::on_sent`].
 //!
-//! The scope is a tokio task-local entered only by controllers that take an argument able
-//! to defer (`DEFERS` on [`crate::extract::FromRequestParts`]); others pay nothing for it.
-//! A controller dropped before it answers (panic, timeout) drops its scope, and what it
-//! deferred never runs.
+//! The registration point is a tokio task-local, entered only for controllers that take an
+//! argument able to defer (`DEFERS` on [`crate::extract::FromRequestParts`]); others pay
+//! nothing for it. A controller dropped before it answers (panic, timeout) drops its scope,
+//! and what it deferred never runs. It lives with the responders, not the request pipeline,
+//! so that what defers (sessions) needs to know nothing of how requests are served.
 
 use std::cell::RefCell;
 use std::future::Future;
 
-use crate::handler::BoxFuture;
-use crate::respond::RequestHead;
-use crate::Response;
+use futures_util::future::BoxFuture;
+
+use super::RequestHead;
+use crate::body::Response;
 
 /// Work to do once the controller has answered.
 pub trait Finisher: Send + 'static {

@@ -1,27 +1,16 @@
-//! The registry of live session actors on this node, and the handles that reach them.
-//!
-//! Sharded by store key so that unrelated sessions never contend on one lock; bounded by
-//! `[session] max_actors` (beyond it, an actor still serves its caller but is not shared:
-//! versions keep separate actors exact, as they keep servers exact).
+//! The handle that reaches a session actor ([`ActorRef`]), and the board where the actor
+//! publishes its current copy for readers that need not wait for it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::actor::Msg;
-use super::id::StoreKey;
-use super::manager::Shared;
-use super::tracking::Stamp;
-
-/// Messages queued per actor; requests on one session rarely number more than a few at a
-/// time, and a full queue only makes senders wait (back-pressure), it never drops anything.
-pub(super) const MAILBOX: usize = 256;
-/// Shards of the registry, so that unrelated sessions do not contend on one lock.
-const SHARDS: usize = 64;
+use super::msg::Msg;
+use crate::session::tracking::Stamp;
 
 /// A handle to a session actor.
 ///
@@ -29,31 +18,31 @@ const SHARDS: usize = 64;
 /// actors a block of pointers instead of a block of messages is most of the memory saved.
 #[derive(Clone)]
 pub(crate) struct ActorRef {
-    pub(super) tx: mpsc::Sender<Box<Msg>>,
+    pub(crate) tx: mpsc::Sender<Box<Msg>>,
     /// The actor's current copy, for readers that already know the stored version: they
     /// take it from here instead of a message round trip through the actor's task.
-    pub(super) published: Arc<Board>,
+    pub(crate) published: Arc<Board>,
     /// What Redis client-side caching said of the key since the copy was last checked.
-    pub(super) stamp: Arc<Stamp>,
+    pub(crate) stamp: Arc<Stamp>,
 }
 
 /// Where an actor publishes its copy for readers.
 #[derive(Debug, Default)]
 pub(crate) struct Board {
-    pub(super) copy: Mutex<Option<Arc<Published>>>,
+    pub(crate) copy: Mutex<Option<Arc<Published>>>,
     /// Changes sent to the actor (`Apply`, which nobody waits for) that the copy may not
     /// hold yet. While there are any, readers ask the actor itself: its mailbox is in
     /// order, so they see those changes. The actor publishes first and counts down after.
-    pub(super) unapplied: AtomicUsize,
+    pub(crate) unapplied: AtomicUsize,
     /// The session was given a new id (the actor learnt it from its own rotation or from
     /// the store): a request that still names the old id has a newer cookie elsewhere, so
     /// it must not be told to expire its cookie.
-    pub(super) moved: std::sync::atomic::AtomicBool,
+    pub(crate) moved: AtomicBool,
 }
 
 impl Board {
     /// `n` changes sent are now in the published copy (or were answered otherwise).
-    pub(super) fn applied(&self, n: usize) {
+    pub(crate) fn applied(&self, n: usize) {
         if n > 0 {
             self.unapplied.fetch_sub(n, Ordering::SeqCst);
         }
@@ -127,102 +116,6 @@ impl<'a> Counted<'a> {
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.board.applied(self.n);
-    }
-}
-
-/// The live actors of this node, by store key.
-pub(crate) struct Registry {
-    shards: Vec<Mutex<HashMap<StoreKey, (u64, ActorRef)>>>,
-    pub(super) live: AtomicUsize,
-    next_generation: AtomicU64,
-}
-
-impl Registry {
-    pub(crate) fn new() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            live: AtomicUsize::new(0),
-            next_generation: AtomicU64::new(1),
-        }
-    }
-
-    fn shard(&self, key: &str) -> &Mutex<HashMap<StoreKey, (u64, ActorRef)>> {
-        // Store keys end in hex digits of a hash: already uniformly spread.
-        let tail = key.as_bytes().iter().rev().take(4);
-        let n = tail.fold(0usize, |acc, b| {
-            acc.wrapping_mul(31).wrapping_add(usize::from(*b))
-        });
-        &self.shards[n % SHARDS]
-    }
-
-    /// Live actors on this node.
-    pub(crate) fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
-    }
-
-    /// The actor for `key`, spawned if there is none. `fresh` marks a session created by
-    /// this request, which the store cannot know yet.
-    pub(crate) fn get_or_spawn(
-        &self,
-        shared: &Arc<Shared>,
-        key: &StoreKey,
-        fresh: bool,
-    ) -> ActorRef {
-        let mut shard = self.shard(key.as_str()).lock();
-        if let Some((_, actor)) = shard.get(key) {
-            if !actor.tx.is_closed() {
-                return actor.clone();
-            }
-        }
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(MAILBOX);
-        // Over the bound, the actor still serves its caller but is not shared; correctness
-        // does not depend on sharing (versions keep separate actors exact, as across servers).
-        let registered = self.live.load(Ordering::Relaxed) < shared.settings.max_actors;
-        let actor = ActorRef {
-            tx,
-            published: Arc::default(),
-            stamp: Arc::new(Stamp::new(registered)),
-        };
-        if registered {
-            shard.insert(key.clone(), (generation, actor.clone()));
-        }
-        drop(shard);
-        self.live.fetch_add(1, Ordering::Relaxed);
-        let published = actor.published.clone();
-        super::actor::spawn(
-            shared,
-            key.clone(),
-            generation,
-            rx,
-            fresh,
-            registered,
-            published,
-        );
-        actor
-    }
-
-    /// Notes that Redis reported a write to `key` (a store key), for the actor that holds
-    /// it; answers whether there is one.
-    pub(crate) fn invalidate(&self, key: &[u8]) -> bool {
-        let Ok(key) = std::str::from_utf8(key) else {
-            return false;
-        };
-        match self.shard(key).lock().get(key) {
-            Some((_, actor)) => {
-                actor.stamp.invalidate();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Forgets the actor for `key` if it is still the one of `generation`.
-    pub(super) fn remove(&self, key: &StoreKey, generation: u64) {
-        let mut shard = self.shard(key.as_str()).lock();
-        if shard.get(key).is_some_and(|(g, _)| *g == generation) {
-            shard.remove(key);
-        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::StoreError;
+use crate::session::store::StoreError;
 
 /// What a caller that joined a batch hears.
 enum Turn {
@@ -193,7 +193,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::handler::BoxFuture;
+    use futures_util::future::BoxFuture;
 
     type Write =
         Arc<dyn Fn(Vec<Arc<u32>>) -> BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;

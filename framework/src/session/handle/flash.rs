@@ -11,9 +11,10 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::actor::Op;
-use super::handle::{decode, encode};
-use super::{Session, SessionError};
+use super::codec::{decode, encode};
+use super::Session;
+use crate::session::actor::Op;
+use crate::session::error::SessionError;
 
 /// Lists the keys to drop at the end of the next request that opens the session.
 const FLASH_OLD: &str = "_flash.old";

@@ -1,33 +1,28 @@
-//! Named Redis connection pools from `[redis] name[key]` entries.
+//! One named Redis pool: a bb8 pool of bb8-redis multiplexed connections. A connection is
+//! checked out for one operation only: the caller clones the multiplexed handle and gives
+//! the pooled one back at once, so concurrent operations pipeline over few sockets instead
+//! of queueing for a connection each.
 //!
-//! Each pool is a bb8 pool of bb8-redis multiplexed connections, built the first time it is
-//! asked for. A connection is checked out for one operation only: the caller clones the
-//! multiplexed handle and gives the pooled one back at once, so concurrent operations
-//! pipeline over few sockets instead of queueing for a connection each.
-//!
-//! A server's lanes (`[http] workers`, see `lanes.rs`) each get a pool of their own, built on
-//! the lane the first time a request there needs Redis, so that the task driving each of its
-//! connections runs on the thread whose requests use it: a command then goes out and its
-//! answer comes back without waking another thread. Work off the lanes (start-up, jobs,
-//! shutdown) uses the pool's home pool. Metrics add them all up.
+//! A thread that serves requests on a runtime of its own (a server's worker thread says so
+//! with `keep_connections_on_this_thread`) gets a pool of its own for every named pool,
+//! built there the first time a request on it needs Redis, so that the task driving each of
+//! its connections runs on the thread whose requests use it: a command then goes out and its
+//! answer comes back without waking another thread. Other threads (start-up, jobs, shutdown)
+//! use the pool's home pool. Metrics add them all up.
 //!
 //! Redis connections do not notice by themselves that the server went away, and a pool that
 //! kept them would fail forever after a Redis restart. So every handle shares a "broken" flag
 //! with its pooled connection: an I/O error or a timeout sets it, and the pool then drops the
 //! connection at its next check-out (a flag check, not a PING round trip) and opens a new one.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
 use parking_lot::Mutex;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use redis::aio::MultiplexedConnection;
 use redis::RedisError;
@@ -99,47 +94,56 @@ impl bb8::ManageConnection for Manager {
 }
 
 /// Command metrics of one pool, shared with its connections.
-struct CommandMetrics {
+pub(crate) struct CommandMetrics {
     /// Seconds per command or script call, failures included.
-    latency: Histogram,
-    /// Failed commands by kind: dropped, timeout, server.
-    failures: [Counter; 3],
+    pub(crate) latency: Histogram,
+    /// Failed commands: the connection dropped, no answer in time, an error reply.
+    pub(crate) failures: [Counter; 3],
 }
 
 /// One named pool.
 #[derive(Clone)]
 pub struct RedisPool {
-    /// The home pool: used off the lanes.
+    /// The home pool: used by threads without pools of their own.
     pool: bb8::Pool<Manager>,
-    /// The lanes' pools.
-    lanes: Arc<LanePools>,
+    /// The pools of the threads that keep their own.
+    threads: Arc<ThreadPools>,
     config: Arc<RedisPoolConfig>,
     metrics: Arc<CommandMetrics>,
 }
 
-/// The pools that lanes built for one [`RedisPool`], for its metrics.
-struct LanePools {
+/// The pools that threads built for one [`RedisPool`], for its metrics.
+struct ThreadPools {
     manager: Manager,
-    /// The lane pools alive, by id (a lane's pool goes when its thread ends).
+    /// The thread pools alive, by id (a thread's pool goes when the thread ends).
     live: Mutex<Vec<(u64, bb8::Pool<Manager>)>>,
 }
 
 thread_local! {
-    /// On a lane: the pools built there, one per [`RedisPool`] used on it.
-    static LANE_POOLS: RefCell<Vec<LanePool>> = const { RefCell::new(Vec::new()) };
+    /// Whether this thread keeps connections of its own ([`keep_connections_on_this_thread`]).
+    static OWN_CONNECTIONS: Cell<bool> = const { Cell::new(false) };
+    /// On such a thread: the pools built there, one per [`RedisPool`] used on it.
+    static THREAD_POOLS: RefCell<Vec<ThreadPool>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A lane's pool for one [`RedisPool`]; ended with the lane's thread.
-struct LanePool {
+/// Marks the calling thread as one that serves requests on a runtime of its own: from now
+/// on every [`RedisPool`] used on it opens connections of its own, driven on this thread.
+/// The server's worker threads call this when they start.
+pub(crate) fn keep_connections_on_this_thread() {
+    OWN_CONNECTIONS.with(|own| own.set(true));
+}
+
+/// A thread's pool for one [`RedisPool`]; ended with the thread.
+struct ThreadPool {
     /// Its id in the owner's `live` list.
     id: u64,
     pool: bb8::Pool<Manager>,
-    /// The lane pools of the [`RedisPool`] it belongs to (while this is alive, no other can
-    /// be allocated at the same address, so the address tells the owner).
-    owner: Weak<LanePools>,
+    /// The thread pools of the [`RedisPool`] it belongs to (while this is alive, no other
+    /// can be allocated at the same address, so the address tells the owner).
+    owner: Weak<ThreadPools>,
 }
 
-impl Drop for LanePool {
+impl Drop for ThreadPool {
     fn drop(&mut self) {
         if let Some(owner) = self.owner.upgrade() {
             owner.live.lock().retain(|(id, _)| *id != self.id);
@@ -147,23 +151,23 @@ impl Drop for LanePool {
     }
 }
 
-/// Ids for [`LanePool`]s.
+/// Ids for [`ThreadPool`]s.
 fn next_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What the metrics and readiness report of a pool: its home pool and its lanes' together.
+/// What the metrics and readiness report of a pool: its home pool and its threads' together.
 #[derive(Debug, Default, Clone, Copy)]
-struct Totals {
-    connections: u32,
-    idle: u32,
-    get_direct: u64,
-    get_waited: u64,
-    get_timed_out: u64,
-    wait_time: Duration,
-    created: u64,
-    broken: u64,
+pub(crate) struct Totals {
+    pub(crate) connections: u32,
+    pub(crate) idle: u32,
+    pub(crate) get_direct: u64,
+    pub(crate) get_waited: u64,
+    pub(crate) get_timed_out: u64,
+    pub(crate) wait_time: Duration,
+    pub(crate) created: u64,
+    pub(crate) broken: u64,
 }
 
 impl Totals {
@@ -217,7 +221,7 @@ impl RedisPool {
         };
         Ok(Self {
             pool,
-            lanes: Arc::new(LanePools {
+            threads: Arc::new(ThreadPools {
                 manager,
                 live: Mutex::default(),
             }),
@@ -227,22 +231,6 @@ impl RedisPool {
                 failures: Default::default(),
             }),
         })
-    }
-
-    /// Registers the pool's metrics with `app`: connections in use and idle, check-outs
-    /// (direct, after a wait, timed out) and the time spent waiting, command latency and
-    /// failures, each labelled `pool="{name}"`. A pool registered twice counts once.
-    pub fn register_metrics(&self, app: crate::App) -> crate::App {
-        if let Some(PoolMetricsSet(pools)) = app.state_ref::<PoolMetricsSet>().cloned() {
-            let mut pools = pools.lock();
-            if !pools.iter().any(|p| p.config.name == self.config.name) {
-                pools.push(self.clone());
-            }
-            drop(pools);
-            return app;
-        }
-        let pools = PoolMetricsSet(Arc::new(Mutex::new(vec![self.clone()])));
-        app.state(pools.clone()).register_collector(pools)
     }
 
     /// Why Redis refuses the settings of `config`, if it answers and does: a database index
@@ -299,8 +287,8 @@ impl RedisPool {
     ///
     /// No connection within `timeout`.
     pub async fn conn(&self) -> Result<RedisConn, PoolError> {
-        let lane_pool = crate::lanes::on_lane().then(|| self.lane_pool());
-        let pool = lane_pool.as_ref().unwrap_or(&self.pool);
+        let thread_pool = OWN_CONNECTIONS.with(Cell::get).then(|| self.thread_pool());
+        let pool = thread_pool.as_ref().unwrap_or(&self.pool);
         let pooled = pool.get().await.map_err(|e| PoolError::Unavailable {
             pool: self.config.name.clone(),
             message: match e {
@@ -318,43 +306,48 @@ impl RedisPool {
         })
     }
 
-    /// This lane's pool, built now if this is its first use here. Without `pool_prefill`
+    /// This thread's pool, built now if this is its first use here. Without `pool_prefill`
     /// it opens connections as they are needed; with it, it keeps one open.
-    fn lane_pool(&self) -> bb8::Pool<Manager> {
-        LANE_POOLS.with(|pools| {
+    fn thread_pool(&self) -> bb8::Pool<Manager> {
+        THREAD_POOLS.with(|pools| {
             let mut pools = pools.borrow_mut();
-            if let Some(lane) = pools
+            if let Some(own) = pools
                 .iter()
-                .find(|p| std::ptr::eq(p.owner.as_ptr(), Arc::as_ptr(&self.lanes)))
+                .find(|p| std::ptr::eq(p.owner.as_ptr(), Arc::as_ptr(&self.threads)))
             {
-                return lane.pool.clone();
+                return own.pool.clone();
             }
             let min_idle = self.config.pool_prefill.then_some(1);
             let pool = builder(&self.config)
                 .min_idle(min_idle)
-                .build_unchecked(self.lanes.manager.clone());
+                .build_unchecked(self.threads.manager.clone());
             let id = next_id();
-            self.lanes.live.lock().push((id, pool.clone()));
-            pools.push(LanePool {
+            self.threads.live.lock().push((id, pool.clone()));
+            pools.push(ThreadPool {
                 id,
                 pool: pool.clone(),
-                owner: Arc::downgrade(&self.lanes),
+                owner: Arc::downgrade(&self.threads),
             });
             pool
         })
     }
 
-    /// The home pool's and the lanes' states added up.
-    fn totals(&self) -> Totals {
+    /// The home pool's and the threads' states added up.
+    pub(crate) fn totals(&self) -> Totals {
         let mut totals = Totals::default();
         totals.add(&self.pool.state());
-        for (_, pool) in self.lanes.live.lock().iter() {
+        for (_, pool) in self.threads.live.lock().iter() {
             totals.add(&pool.state());
         }
         totals
     }
 
-    /// Connections open and idle (the home pool's and the lanes' together), for readiness
+    /// The pool's command metrics, shared with its connections.
+    pub(crate) fn command_metrics(&self) -> &CommandMetrics {
+        &self.metrics
+    }
+
+    /// Connections open and idle (the home pool's and the threads' together), for readiness
     /// and metrics.
     pub fn state(&self) -> (u32, u32) {
         let totals = self.totals();
@@ -377,7 +370,7 @@ pub enum RedisFailure {
     Server(String),
 }
 
-/// The settings every pool of `config` is built with (the home pool and the lanes').
+/// The settings every pool of `config` is built with (the home pool and the threads').
 fn builder(config: &RedisPoolConfig) -> bb8::Builder<Manager> {
     bb8::Pool::builder()
         .max_size(config.pool_size)
@@ -413,11 +406,11 @@ impl RedisConn {
             .observe(started.elapsed().as_secs_f64());
         if let Err(failure) = &outcome {
             let kind = match failure {
-                RedisFailure::Dropped(_) => "dropped",
-                RedisFailure::Unreachable(_) => "timeout",
-                RedisFailure::Server(_) => "server",
+                RedisFailure::Dropped(_) => 0,
+                RedisFailure::Unreachable(_) => 1,
+                RedisFailure::Server(_) => 2,
             };
-            self.metrics.failures[kind_index(kind)].inc();
+            self.metrics.failures[kind].inc();
         }
         outcome
     }
@@ -446,188 +439,5 @@ impl RedisConn {
                 )))
             }
         }
-    }
-}
-
-/// The pools whose metrics an app reports: one collector for all of them, so that each
-/// metric is one family with a `pool` label.
-#[derive(Clone)]
-struct PoolMetricsSet(Arc<Mutex<Vec<RedisPool>>>);
-
-impl std::fmt::Debug for PoolMetricsSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PoolMetricsSet")
-    }
-}
-
-/// Encodes one family: `help` under `name`, one sample per pool.
-fn family<M: EncodeMetric>(
-    encoder: &mut DescriptorEncoder,
-    pools: &[(String, M)],
-    name: &str,
-    help: &str,
-) -> Result<(), std::fmt::Error> {
-    let Some((_, first)) = pools.first() else {
-        return Ok(());
-    };
-    let mut family = encoder.encode_descriptor(name, help, None, first.metric_type())?;
-    for (pool, metric) in pools {
-        metric.encode(family.encode_family(&[("pool", pool.as_str())])?)?;
-    }
-    Ok(())
-}
-
-impl Collector for PoolMetricsSet {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let pools = self.0.lock().clone();
-        let states: Vec<(String, Totals)> = pools
-            .iter()
-            .map(|p| (p.config.name.clone(), p.totals()))
-            .collect();
-        let gauges = |f: fn(&Totals) -> u32| -> Vec<(String, ConstGauge)> {
-            states
-                .iter()
-                .map(|(n, s)| (n.clone(), ConstGauge::new(i64::from(f(s)))))
-                .collect()
-        };
-        let counters = |f: fn(&Totals) -> u64| -> Vec<(String, ConstCounter)> {
-            states
-                .iter()
-                .map(|(n, s)| (n.clone(), ConstCounter::new(f(s))))
-                .collect()
-        };
-        let e = &mut encoder;
-        family(
-            e,
-            &gauges(|s| s.connections.saturating_sub(s.idle)),
-            "rondo_redis_connections_in_use",
-            "Pooled Redis connections checked out",
-        )?;
-        family(
-            e,
-            &gauges(|s| s.idle),
-            "rondo_redis_connections_idle",
-            "Pooled Redis connections idle",
-        )?;
-        family(
-            e,
-            &counters(|s| s.get_direct),
-            "rondo_redis_checkouts_direct",
-            "Check-outs served without waiting",
-        )?;
-        family(
-            e,
-            &counters(|s| s.get_waited),
-            "rondo_redis_checkouts_waited",
-            "Check-outs that had to wait for a connection",
-        )?;
-        family(
-            e,
-            &counters(|s| s.get_timed_out),
-            "rondo_redis_checkout_timeouts",
-            "Check-outs that timed out (the request got 503)",
-        )?;
-        let waited: Vec<(String, ConstCounter<f64>)> = states
-            .iter()
-            .map(|(n, s)| {
-                let secs = s.wait_time.as_secs_f64();
-                (n.clone(), ConstCounter::new(secs))
-            })
-            .collect();
-        family(
-            e,
-            &waited,
-            "rondo_redis_checkout_wait_seconds",
-            "Time spent waiting for a pooled connection",
-        )?;
-        family(
-            e,
-            &counters(|s| s.created),
-            "rondo_redis_connections_created",
-            "Redis connections opened",
-        )?;
-        family(
-            e,
-            &counters(|s| s.broken),
-            "rondo_redis_connections_broken",
-            "Redis connections dropped as broken",
-        )?;
-        let latency: Vec<(String, Histogram)> = pools
-            .iter()
-            .map(|p| (p.config.name.clone(), p.metrics.latency.clone()))
-            .collect();
-        family(
-            e,
-            &latency,
-            "rondo_redis_command_duration_seconds",
-            "Redis command latency, failures included",
-        )?;
-        for kind in ["dropped", "timeout", "server"] {
-            let failures: Vec<(String, ConstCounter)> = pools
-                .iter()
-                .map(|p| {
-                    (
-                        p.config.name.clone(),
-                        ConstCounter::new(p.metrics.failures[kind_index(kind)].get()),
-                    )
-                })
-                .collect();
-            family(
-                e,
-                &failures,
-                &format!("rondo_redis_command_failures_{kind}"),
-                "Redis commands that failed: connection dropped, no answer in time, or an error reply",
-            )?;
-        }
-        Ok(())
-    }
-}
-
-fn kind_index(kind: &str) -> usize {
-    match kind {
-        "dropped" => 0,
-        "timeout" => 1,
-        _ => 2,
-    }
-}
-
-/// The app's named pools, each created on first use.
-#[derive(Default)]
-pub struct RedisPools {
-    configs: BTreeMap<String, RedisPoolConfig>,
-    /// Pools built so far; a short lock, never held across the build's await.
-    pools: Mutex<HashMap<String, RedisPool>>,
-}
-
-impl RedisPools {
-    /// Pools for `[redis]`'s entries; nothing connects yet.
-    pub fn new(configs: BTreeMap<String, RedisPoolConfig>) -> Self {
-        Self {
-            configs,
-            pools: Mutex::default(),
-        }
-    }
-
-    /// The pool named `name`, built on first use.
-    ///
-    /// # Errors
-    ///
-    /// No such pool in `[redis]`, invalid settings, or (with `pool_prefill`) Redis down.
-    pub async fn get(&self, name: &str) -> Result<RedisPool, PoolError> {
-        if let Some(pool) = self.pools.lock().get(name) {
-            return Ok(pool.clone());
-        }
-        let config = self
-            .configs
-            .get(name)
-            .ok_or_else(|| PoolError::UnknownPool(name.to_owned()))?;
-        let pool = RedisPool::new(config).await?;
-        // Two first uses may race: keep whichever was stored first.
-        Ok(self
-            .pools
-            .lock()
-            .entry(name.to_owned())
-            .or_insert(pool)
-            .clone())
     }
 }

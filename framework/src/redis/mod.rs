@@ -1,0 +1,96 @@
+//! The one owner of Redis in an app: the named pools of `[redis]`, built the first time a
+//! part asks for one, each with its timeouts, its broken-connection handling and its metrics.
+//!
+//! Sessions, jobs and channels ask the app's [`Redis`] for a pool by name
+//! ([`App::redis`](crate::App::redis)), so that a pool named by several of them exists once.
+//! Nothing here knows about the server: a server's worker threads ask, when they start, for
+//! connections of their own (see [`pool`]), and the pools follow.
+//!
+//! - [`pool`]: one named pool ([`RedisPool`]) and a connection checked out of it.
+//! - `metrics`: the pools' Prometheus metrics.
+
+mod metrics;
+pub mod pool;
+
+pub use pool::{PoolError, RedisConn, RedisFailure, RedisPool};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::config::RedisPoolConfig;
+
+/// The named Redis pools of an app, each built on first use. Cheap to clone (one `Arc`).
+#[derive(Clone, Default)]
+pub struct Redis {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    configs: BTreeMap<String, RedisPoolConfig>,
+    /// The pools built so far; a short lock, never held across the build's await.
+    pools: Mutex<HashMap<String, RedisPool>>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("pools", &self.inner.configs.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Redis {
+    /// The pools of `configs` (`[redis]` of the config file); nothing connects yet.
+    pub fn new(configs: BTreeMap<String, RedisPoolConfig>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                configs,
+                pools: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The settings of the pool named `name`, if `[redis]` has it.
+    pub fn config(&self, name: &str) -> Option<&RedisPoolConfig> {
+        self.inner.configs.get(name)
+    }
+
+    /// The pool named `name`, built on first use.
+    ///
+    /// # Errors
+    ///
+    /// No such pool in `[redis]`, invalid settings, or (with `pool_prefill`) Redis down.
+    pub async fn pool(&self, name: &str) -> Result<RedisPool, PoolError> {
+        if let Some(pool) = self.inner.pools.lock().get(name) {
+            return Ok(pool.clone());
+        }
+        let config = self
+            .config(name)
+            .ok_or_else(|| PoolError::UnknownPool(name.to_owned()))?;
+        let pool = RedisPool::new(config).await?;
+        // Two first uses may race: keep whichever was stored first.
+        Ok(self
+            .inner
+            .pools
+            .lock()
+            .entry(name.to_owned())
+            .or_insert(pool)
+            .clone())
+    }
+
+    /// The pools built so far, by name.
+    pub(crate) fn built(&self) -> Vec<RedisPool> {
+        let mut pools: Vec<RedisPool> = self.inner.pools.lock().values().cloned().collect();
+        pools.sort_by(|a, b| a.config().name.cmp(&b.config().name));
+        pools
+    }
+
+    /// A collector of the pools' metrics (connections, check-outs, command latency and
+    /// failures, each labelled `pool="{name}"`), for the app's registry.
+    pub(crate) fn metrics(&self) -> impl prometheus_client::collector::Collector {
+        metrics::PoolMetrics(self.clone())
+    }
+}
