@@ -8,7 +8,10 @@
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 use rondo::jobs::Jobs;
-use rondo::{CsrfForm, Redirect, Session, SessionError, State, Template, Templates};
+use rondo::session::Backend;
+use rondo::{
+    CsrfForm, Redirect, Session, SessionError, SessionManager, State, Template, Templates,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -23,6 +26,8 @@ struct Home {
     /// Filled by a background job after log-in; `None` until then.
     recommendations: Option<Vec<String>>,
     csrf: Tokens,
+    /// Where the sessions are kept, for the footer.
+    store: &'static str,
 }
 
 /// One token per form on the page. Only the forms shown get one: every token issued is
@@ -38,6 +43,7 @@ struct Tokens {
 /// `GET /`: the basket, the user, the recommendations and the forms.
 pub async fn home(
     State(templates): State<Templates>,
+    State(sessions): State<SessionManager>,
     session: Session,
 ) -> Result<Template, SessionError> {
     let user: Option<String> = session.get("user").await?;
@@ -60,6 +66,10 @@ pub async fn home(
         user,
         basket,
         csrf,
+        store: match sessions.backend() {
+            Backend::Redis => "Redis",
+            _ => "this process's memory (not shared between servers, lost on restart)",
+        },
     };
     Ok(templates.template("basket.html", page))
 }

@@ -52,7 +52,8 @@ async fn recommendations_render_from_the_session_key() {
 
     // A writer outside the request path (as the recommendation job will be): its own
     // manager on the same Redis, opening the session by id.
-    let job = SessionManager::from_config(&example_config(redis.port(), ""))
+    let config = example_config(redis.port(), "");
+    let job = SessionManager::from_config(&config, &rondo::redis::Redis::new(config.redis.clone()))
         .await
         .unwrap();
     let session = job
@@ -152,5 +153,28 @@ async fn a_missing_templates_directory_stops_the_start() {
     assert!(
         err.to_string().contains("/nonexistent/rondo-templates"),
         "{err}"
+    );
+}
+
+/// The page's footer names the store that serves the sessions: Redis, or, when `store =
+/// auto` finds no `[redis]` pool at all, this process's memory (the app still starts).
+#[tokio::test]
+async fn the_footer_names_the_store_that_serves() {
+    let redis = RedisServer::start().await;
+    let shop = start_example(example_config(redis.port(), "")).await;
+    let page = shop.get("/").await;
+    assert!(page.body.contains("sessions in Redis"), "{}", page.body);
+
+    let config = rondo::ConfigLoader::new()
+        .section("example")
+        .parse_str("[http]\nport = 0\n[session]\nstore = auto\n", "test.ini")
+        .unwrap();
+    let shop = start_example(config).await;
+    let page = shop.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("sessions in this process&#x27;s memory"),
+        "{}",
+        page.body
     );
 }
