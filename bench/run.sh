@@ -17,6 +17,9 @@
 #   PEERS_TARGET=<repo>/target/peers where missing peer binaries are built
 #   OUTDIR=<repo>/bench/results/<UTC timestamp>
 #   ROUTES                           overrides the profile's routes
+#   RONDO_ALSO="base=/path/to/example-app ..."  more Rondo builds in the same run (rows
+#                                    rondo-base, ...), for before/after comparisons; the
+#                                    ratios are printed for each of them too
 #   DURATION CONNS THREADS WARMUP PASSES REDIS_BENCH_N   passed to bench.sh
 #
 # Only processes started by bench.sh are stopped, by their PIDs; this script
@@ -120,12 +123,25 @@ for p in "${peers[@]}"; do
   esac
 done
 servers+=("rondo=$PEERS/rondo.sh@/bench")
-export SERVERS="${servers[*]}"
 
-# ---------------------------------------------------------------- run
 export OUTDIR=${OUTDIR:-$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
+
+# Other Rondo builds: each gets a wrapper that starts the peers' rondo.sh with its binary.
+also=()
+for pair in ${RONDO_ALSO:-}; do
+  name=${pair%%=*} bin=${pair#*=}
+  [[ -x "$bin" ]] || { echo "RONDO_ALSO: not an executable: $bin" >&2; exit 1; }
+  wrapper=$OUTDIR/rondo-$name.sh
+  printf '#!/usr/bin/env bash\nRONDO_BIN=%q exec %q "$@"\n' "$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")" "$PEERS/rondo.sh" >"$wrapper"
+  chmod +x "$wrapper"
+  servers+=("rondo-$name=$wrapper@/bench")
+  also+=("rondo-$name")
+done
+export SERVERS="${servers[*]}"
+
+# ---------------------------------------------------------------- run
 {
   echo "profile: $PROFILE"
   echo "rondo: $RONDO_BIN, $(stat -L -c %s "$RONDO_BIN") bytes, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
@@ -153,6 +169,10 @@ echo
 # exits 0 then); speed never makes this fail.
 rrc=0
 python3 "$BENCH/ratios.py" --strict "$OUTDIR/summary.md" | tee -a "$OUTDIR/ratios.md" || rrc=$?
+for name in "${also[@]}"; do
+  echo
+  python3 "$BENCH/ratios.py" --rondo "$name" "$OUTDIR/summary.md" | tee -a "$OUTDIR/ratios.md" || true
+done
 echo
 echo "results: $OUTDIR"
 exit $(( rc ? rc : rrc ))

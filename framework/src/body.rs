@@ -1,8 +1,10 @@
 //! The one body type Rondo uses for requests and responses.
 //!
-//! Requests arrive as hyper's streaming `Incoming`; responses are built in memory (every
-//! responder renders its whole answer before returning). One enum covers both so that handlers,
-//! middleware and tests can build requests and responses without generic body parameters.
+//! Requests arrive as hyper's streaming `Incoming`; responses are mostly built in memory (a
+//! responder renders its whole answer before returning), and stream when they must (a file,
+//! server-sent events): [`Body::new`] wraps any `http_body::Body`, [`Body::from_stream`] a
+//! stream of chunks. One type covers them all so that handlers, middleware and tests can
+//! build requests and responses without generic body parameters.
 //!
 //! A response body can carry an *after-sent hook*: a closure that runs when hyper drops the body,
 //! which happens once the body has been written to the connection (or the client went away).
@@ -25,6 +27,12 @@ pub type Response = http::Response<Body>;
 /// A closure run once, when the response body is dropped.
 type AfterSent = Box<dyn FnOnce() + Send>;
 
+/// The error of a streaming body: whatever its source failed with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streaming body of any source, type-erased.
+type Streaming = Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send>>;
+
 /// A request or response body.
 pub struct Body {
     inner: Inner,
@@ -36,6 +44,7 @@ enum Inner {
     Empty,
     Full(Option<Bytes>),
     Incoming(Incoming),
+    Streaming(Streaming),
 }
 
 impl Body {
@@ -59,6 +68,30 @@ impl Body {
         }
     }
 
+    /// A body streamed from `body` (a file, an event stream, another library's body).
+    pub fn new<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            inner: Inner::Streaming(Box::pin(http_body_util::BodyExt::map_err(body, Into::into))),
+            after_sent: None,
+        }
+    }
+
+    /// A body streamed from `stream`, one data frame per chunk; an error ends the response
+    /// (the connection is closed, since its length or last chunk was promised).
+    pub fn from_stream<S, E>(stream: S) -> Self
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        use futures_util::TryStreamExt;
+        let frames = stream.map_ok(Frame::data).map_err(Into::into);
+        Self::new(http_body_util::StreamBody::new(frames))
+    }
+
     /// Runs `hook` once this body is dropped: after hyper has written it, or when the
     /// connection was lost. Hooks already present run first.
     pub fn on_sent(&mut self, hook: impl FnOnce() + Send + 'static) {
@@ -77,7 +110,7 @@ impl Body {
             Inner::Empty => Some(&[]),
             Inner::Full(Some(b)) => Some(b),
             Inner::Full(None) => Some(&[]),
-            Inner::Incoming(_) => None,
+            Inner::Incoming(_) | Inner::Streaming(_) => None,
         }
     }
 }
@@ -102,6 +135,7 @@ impl fmt::Debug for Body {
             Inner::Empty => "empty",
             Inner::Full(_) => "full",
             Inner::Incoming(_) => "incoming",
+            Inner::Streaming(_) => "streaming",
         };
         f.debug_struct("Body").field("kind", &kind).finish()
     }
@@ -142,16 +176,19 @@ impl From<Vec<u8>> for Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().inner {
             Inner::Empty => Poll::Ready(None),
             Inner::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Incoming(incoming) => Pin::new(incoming).poll_frame(cx),
+            Inner::Incoming(incoming) => Pin::new(incoming)
+                .poll_frame(cx)
+                .map_err(|e| BoxError::from(e)),
+            Inner::Streaming(body) => body.as_mut().poll_frame(cx),
         }
     }
 
@@ -160,6 +197,7 @@ impl http_body::Body for Body {
             Inner::Empty | Inner::Full(None) => true,
             Inner::Full(Some(_)) => false,
             Inner::Incoming(incoming) => incoming.is_end_stream(),
+            Inner::Streaming(body) => body.is_end_stream(),
         }
     }
 
@@ -168,6 +206,35 @@ impl http_body::Body for Body {
             Inner::Empty | Inner::Full(None) => SizeHint::with_exact(0),
             Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Inner::Incoming(incoming) => incoming.size_hint(),
+            Inner::Streaming(body) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// A streamed body yields its chunks in order, and its after-sent hook runs when it is
+    /// dropped, as an in-memory body's does.
+    #[tokio::test]
+    async fn a_streamed_body_yields_its_chunks() {
+        let chunks = futures_util::stream::iter(
+            ["a", "bc", "def"].map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c.as_bytes()))),
+        );
+        let mut body = Body::from_stream(chunks);
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = sent.clone();
+        body.on_sent(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(body.as_bytes(), None);
+        let mut collected = Vec::new();
+        while let Some(frame) = body.frame().await {
+            collected.push(frame.expect("a frame").into_data().expect("data"));
+        }
+        assert_eq!(collected, ["a", "bc", "def"]);
+        drop(body);
+        assert!(sent.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

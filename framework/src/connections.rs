@@ -337,7 +337,7 @@ pub(crate) struct Armed {
 
 impl http_body::Body for Armed {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

@@ -57,7 +57,9 @@ pub mod session;
 pub mod template;
 
 pub use app::{App, ShutdownHooks};
-pub use body::{Body, Request, Response};
+pub use body::{Body, BoxError, Request, Response};
+/// Re-exported: the bytes type of bodies, and what [`Body`]'s `Bytes` extractor gives.
+pub use bytes::Bytes;
 pub use component::Component;
 pub use config::{Config, ConfigError, ConfigLoader};
 pub use context::AppContext;
