@@ -5,7 +5,6 @@
 
 use std::process::ExitCode;
 
-use rondo::config::LogFormat;
 use rondo::ConfigLoader;
 
 /// The `mimalloc` feature (on by default) swaps in a faster allocator; see Cargo.toml.
@@ -27,7 +26,7 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), example_app::BuildError> {
     let path = config_path()?;
     let config = ConfigLoader::new().section("example").load(&path)?;
-    init_logging(&config.app.log_level, config.app.log_format)?;
+    rondo::logging::init(&config);
     let listener = rondo::bind(&config.http).await?;
     let app = example_app::build(config).await?;
     rondo::serve(listener, app, rondo::shutdown_signal()).await?;
@@ -53,15 +52,4 @@ fn config_path() -> Result<String, String> {
         }
     }
     Ok(path)
-}
-
-fn init_logging(level: &str, format: LogFormat) -> Result<(), example_app::BuildError> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-    Ok(())
 }

@@ -34,6 +34,7 @@
 //! - [`app`]: the [`App`] builder: routes, state, middleware, components, hooks.
 //! - `connections`: each connection's request-head deadline and graceful close.
 //! - `lanes`: the worker threads that serve connections, one runtime each.
+//! - [`logging`]: logs on by default (`[app] log_level`, `log_format`, `RUST_LOG`).
 //! - [`server`]: accept loop, connection tasks, limits, timeouts, graceful shutdown.
 
 pub mod app;
@@ -47,6 +48,7 @@ pub mod extract;
 pub mod handler;
 pub mod jobs;
 mod lanes;
+pub mod logging;
 pub mod metrics;
 pub mod middleware;
 pub mod redis;

@@ -87,6 +87,8 @@ pub async fn serve(
 ) -> io::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
     let (service, hooks) = app.into_service();
+    // Logs on by default, unless the application installed a subscriber of its own.
+    crate::logging::ensure(service.context().config());
     let http = service.context().config().http.clone();
     let builders = Builders::new(&http);
     let connections = Connections::new(http.header_read_timeout);

@@ -38,7 +38,7 @@ pub enum ErrorKind {
 /// person editing the file can go straight to the offending line. `Display`
 /// gives one line such as
 /// `config.ini:12: [session] cookie_samesite: expected one of lax, strict, none, got "loose"`.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub struct ConfigError {
     // Boxed so that `Result<T, ConfigError>` stays small.
     detail: Box<Detail>,
@@ -130,6 +130,15 @@ impl ConfigError {
     /// What was expected, without the location prefix.
     pub fn message(&self) -> &str {
         &self.detail.message
+    }
+}
+
+/// The same text as `Display` (file, line, section, key and what is wrong): a `main` that
+/// returns `Result<(), Box<dyn Error>>` prints errors with `Debug`, and a struct dump would
+/// hide the one line a person needs.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

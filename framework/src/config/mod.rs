@@ -120,6 +120,10 @@ pub struct Config {
     pub extra: BTreeMap<String, Section>,
     /// The file it came from (`"<string>"` when parsed from a string).
     pub origin: String,
+    /// What loading found suspicious but allowed (`file:line: [section] key: why`). They are
+    /// logged when logging starts ([`crate::logging`]), since they come before any log
+    /// could show them.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -133,6 +137,7 @@ impl Default for Config {
             redis: BTreeMap::new(),
             extra: BTreeMap::new(),
             origin: "<defaults>".to_owned(),
+            warnings: Vec::new(),
         }
     }
 }

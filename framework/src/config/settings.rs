@@ -213,7 +213,7 @@ pub(crate) fn default_max_connections() -> usize {
 }
 
 /// The soft limit on open files of this process, where the system tells it.
-fn open_file_limit() -> Option<usize> {
+pub(crate) fn open_file_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     let soft = line

@@ -123,7 +123,50 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     }
     cross_check(&config, &session_lines)?;
     super::jobs::cross_check(&config, jobs_pool_line)?;
+    config.warnings = warnings(&config, &session_lines);
     Ok(config)
+}
+
+/// Settings that are allowed but probably not meant: each with its file and line.
+fn warnings(config: &Config, session_lines: &HashMap<&str, usize>) -> Vec<String> {
+    let mut out = Vec::new();
+    let at = |key: &str| match session_lines.get(key) {
+        Some(line) => format!("{}:{line}: [session] {key}", config.origin),
+        None => format!("{}: [session] {key}", config.origin),
+    };
+    if config.app.env == Env::Production {
+        match config.session.store {
+            StoreKind::Memory => out.push(format!(
+                "{}: memory in production: sessions are neither shared between servers nor \
+                 kept across restarts",
+                at("store")
+            )),
+            StoreKind::Auto => out.push(format!(
+                "{}: auto in production: when Redis does not answer at start-up, sessions \
+                 fall back to this process's memory (use store = redis to refuse to start)",
+                at("store")
+            )),
+            StoreKind::Redis => {}
+        }
+        if !config.session.secure(&config.app) {
+            out.push(format!(
+                "{}: [app] url {:?} is not https in production: session cookies are sent \
+                 without Secure",
+                config.origin, config.app.url
+            ));
+        }
+    }
+    if let Some(limit) = super::settings::open_file_limit() {
+        if config.http.max_connections > limit {
+            out.push(format!(
+                "{}: [http] max_connections = {} is above this process's open-file limit \
+                 ({limit}): past it, clients are closed unanswered (raise the limit, e.g. \
+                 `ulimit -n`)",
+                config.origin, config.http.max_connections
+            ));
+        }
+    }
+    out
 }
 
 fn located(err: ConfigError, e: &Entry) -> ConfigError {
@@ -144,7 +187,11 @@ fn check_section(file: &str, name: &str, line: usize, extra: &BTreeSet<String>) 
         Some(s) => format!("unknown section (did you mean [{s}]?)"),
         None => {
             let list: Vec<String> = known.map(|s| format!("[{s}]")).collect();
-            format!("unknown section; expected one of {}", list.join(", "))
+            format!(
+                "unknown section; expected one of {}, or a section the application declares \
+                 with ConfigLoader::new().section(\"{name}\")",
+                list.join(", ")
+            )
         }
     };
     Err(ConfigError::new(ErrorKind::UnknownSection, file, message)
