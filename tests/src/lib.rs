@@ -1,14 +1,21 @@
 //! Test harness.
 //!
 //! - [`http`]: a Rondo app served on `127.0.0.1:0` and a small HTTP client.
-//! - [`app`]: the example app against a test Redis, and a cookie jar.
+//! - [`app`]: the example app against a test Redis, a cookie jar, and readings of the
+//!   shop's answers (basket, CSRF tokens).
 //! - [`redis`]: a real `redis-server` child process per test, with inspection
 //!   helpers.
+//! - [`session`]: a session seen from outside: its Redis key and hash, its cookie, a wait
+//!   for an after-response commit.
+//! - [`session_app`]: a custom app on the `Session` API, for the tests that call it
+//!   directly.
 //! - [`eventually`]: bounded polling.
 
 pub mod app;
 pub mod http;
 pub mod redis;
+pub mod session;
+pub mod session_app;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
