@@ -1,6 +1,8 @@
 //! Test harness.
 //!
 //! - [`http`]: a Rondo app served on `127.0.0.1:0` and a small HTTP client.
+//! - [`plain_app`]: the plain app (no sessions) of the routing, extractor, limit,
+//!   responder, timeout and shutdown tests.
 //! - [`app`]: the example app against a test Redis, a cookie jar, and readings of the
 //!   shop's answers (basket, CSRF tokens).
 //! - [`redis`]: a real `redis-server` child process per test, with inspection
@@ -13,6 +15,7 @@
 
 pub mod app;
 pub mod http;
+pub mod plain_app;
 pub mod redis;
 pub mod session;
 pub mod session_app;
