@@ -9,6 +9,8 @@
 //!   helpers.
 //! - [`session`]: a session seen from outside: its Redis key and hash, its cookie, a wait
 //!   for an after-response commit.
+//! - [`store`]: one session-store test suite run against every store (the
+//!   [`store_suite!`] macro) and the fixtures of its cases.
 //! - [`session_app`]: a custom app on the `Session` API, for the tests that call it
 //!   directly.
 //! - [`eventually`]: bounded polling.
@@ -19,6 +21,7 @@ pub mod plain_app;
 pub mod redis;
 pub mod session;
 pub mod session_app;
+pub mod store;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
