@@ -271,6 +271,12 @@ impl Client {
     }
 }
 
+impl From<&TestServer> for Client {
+    fn from(server: &TestServer) -> Client {
+        server.client()
+    }
+}
+
 /// How a raw exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawEnd {

@@ -7,6 +7,8 @@
 //!   shop's answers (basket, CSRF tokens).
 //! - [`redis`]: a real `redis-server` child process per test, with inspection
 //!   helpers.
+//! - [`process`]: a binary run as a child process (the example app started with a config,
+//!   its address read from its log), for `example-app/tests`.
 //! - [`session`]: a session seen from outside: its Redis key and hash, its cookie, a wait
 //!   for an after-response commit.
 //! - [`store`]: one session-store test suite run against every store (the
@@ -18,6 +20,7 @@
 pub mod app;
 pub mod http;
 pub mod plain_app;
+pub mod process;
 pub mod redis;
 pub mod session;
 pub mod session_app;

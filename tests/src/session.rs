@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rondo::session::SessionId;
 
 use crate::app::{set_cookie_header, set_cookie_value};
-use crate::http::{request, TestResponse, TestServer};
+use crate::http::{request, Client, TestResponse};
 use crate::redis::RedisServer;
 
 /// How long a check of the store waits for an after-response commit.
@@ -74,9 +74,11 @@ pub async fn exists(redis: &RedisServer, key: &str) -> bool {
 }
 
 /// A request with the session cookie `dmsession=cookie` (and a JSON body, if any), outside
-/// any [`Jar`](crate::app::Jar): the cookie the response sets is not kept.
+/// any [`Jar`](crate::app::Jar): the cookie the response sets is not kept. `server` is a
+/// [`TestServer`](crate::http::TestServer), an [`AppProcess`](crate::process::AppProcess) or
+/// a [`Client`] of either.
 pub async fn send_with_cookie(
-    server: &TestServer,
+    server: impl Into<Client>,
     method: &str,
     path: &str,
     cookie: &str,
@@ -88,6 +90,7 @@ pub async fn send_with_cookie(
         headers.push(("content-type", "application/json"));
     }
     server
+        .into()
         .send(request(
             method,
             path,
