@@ -4,7 +4,6 @@
 //! The tests run one at a time (Chromium is heavy) and each is bounded by [`TEST_TIME`].
 //! The basket test leaves a screenshot of the populated page at `target/basket.png`.
 
-mod common;
 mod webdriver;
 
 use std::future::Future;
@@ -31,7 +30,7 @@ async fn bounded(test: impl Future<Output = ()>) {
 #[tokio::test]
 async fn basket_survives_reload_and_flash_shows_once() {
     bounded(async {
-        let shop = Shop::start("browser-basket");
+        let shop = Shop::start("browser-basket").await;
         let browser = shop.browser().await;
         browser.open(&shop.url("/")).await;
         assert_eq!(browser.client.title().await.expect("title"), "Rondo shop");
@@ -67,7 +66,7 @@ async fn basket_survives_reload_and_flash_shows_once() {
 #[tokio::test]
 async fn a_second_browser_has_its_own_basket() {
     bounded(async {
-        let shop = Shop::start("browser-contexts");
+        let shop = Shop::start("browser-contexts").await;
         let first = shop.browser().await;
         first.open(&shop.url("/")).await;
         first.add_item("TEA-01", 1).await;
@@ -96,7 +95,7 @@ async fn a_second_browser_has_its_own_basket() {
 #[tokio::test]
 async fn log_in_rotates_the_cookie_and_log_out_empties_the_basket() {
     bounded(async {
-        let shop = Shop::start("browser-login");
+        let shop = Shop::start("browser-login").await;
         let browser = shop.browser().await;
         browser.open(&shop.url("/")).await;
         browser.add_item("TEA-01", 2).await;
@@ -136,7 +135,7 @@ async fn log_in_rotates_the_cookie_and_log_out_empties_the_basket() {
 #[tokio::test]
 async fn the_session_cookie_is_http_only() {
     bounded(async {
-        let shop = Shop::start("browser-httponly");
+        let shop = Shop::start("browser-httponly").await;
         let browser = shop.browser().await;
         browser.open(&shop.url("/")).await;
         let (value, http_only) = browser.session_cookie().await;
@@ -154,7 +153,7 @@ async fn the_session_cookie_is_http_only() {
 #[tokio::test]
 async fn a_tampered_csrf_token_shows_a_400_page() {
     bounded(async {
-        let shop = Shop::start("browser-csrf");
+        let shop = Shop::start("browser-csrf").await;
         let browser = shop.browser().await;
         browser.open(&shop.url("/")).await;
         browser.fill("input[name=sku]", "TEA-01").await;

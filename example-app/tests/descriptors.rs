@@ -1,30 +1,39 @@
 //! The example-app binary out of file descriptors: clients it cannot take are closed at
 //! once instead of waiting unanswered in the listen backlog, and it serves again as soon as
 //! descriptors are free.
-
-mod common;
+//!
+//! The clients are plain blocking sockets: the process under test is another process, so
+//! blocking this test's thread holds nothing up.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{start_app_limited, start_redis};
+use rondo_tests::process::AppCommand;
+use rondo_tests::redis::RedisServer;
+
+/// The example-app binary this test runs.
+const APP: &str = env!("CARGO_BIN_EXE_example-app");
 
 /// Under `ulimit -n 64` with `max_connections` set far above it, 120 idle clients: those
 /// the process has no descriptor for are closed by the server within 3 s (long before the
 /// 10 s header timeout would cut the accepted ones), and once the clients leave a new
 /// request is served.
-#[test]
-fn clients_beyond_the_descriptor_limit_are_closed_not_left_hanging() {
-    let (_redis, redis_port) = start_redis();
-    let (_app, addr) = start_app_limited(
-        redis_port,
+#[tokio::test]
+async fn clients_beyond_the_descriptor_limit_are_closed_not_left_hanging() {
+    let redis = RedisServer::start().await;
+    let app = AppCommand::example(
+        APP,
         "descriptors",
+        redis.port(),
         "[http]\nmax_connections = 100000\nheader_read_timeout = 10\nworkers = 1\n",
-        Some(64),
-    );
+    )
+    .open_files(64)
+    .start()
+    .await;
+    let addr = app.addr();
     let mut clients: Vec<TcpStream> = (0..120)
-        .map(|_| TcpStream::connect(&addr).expect("the backlog takes the connection"))
+        .map(|_| TcpStream::connect(addr).expect("the backlog takes the connection"))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut closed = 0;
@@ -49,7 +58,7 @@ fn clients_beyond_the_descriptor_limit_are_closed_not_left_hanging() {
     drop(clients);
     let served = Instant::now();
     loop {
-        let answer = TcpStream::connect(&addr).and_then(|mut stream| {
+        let answer = TcpStream::connect(addr).and_then(|mut stream| {
             stream.set_read_timeout(Some(Duration::from_secs(2)))?;
             stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
             let mut answer = String::new();

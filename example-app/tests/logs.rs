@@ -2,123 +2,83 @@
 //! through every path that logs a session (new, invented id, rotation on login, corrupt
 //! record, logout), and no line holds a cookie value or a store-key hash.
 
-mod common;
+use std::time::Duration;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use rondo_tests::app::set_cookie_value;
+use rondo_tests::process::{AppCommand, AppProcess};
+use rondo_tests::redis::RedisServer;
+use rondo_tests::session::send_with_cookie;
 
-use common::{get, post_json, redis_cli, start_redis, Guard};
+/// The example-app binary these tests run.
+const APP: &str = env!("CARGO_BIN_EXE_example-app");
 
 /// Starts example-app on `redis_port` with `app` as its `[app]` section and `RUST_LOG` set to
-/// `rust_log` (or unset); returns the process, its address and every log line it writes
-/// (collected by a thread).
-fn start_logging_app(
-    redis_port: u16,
-    app: &str,
-    rust_log: Option<&str>,
-) -> (Guard, String, Arc<Mutex<Vec<String>>>) {
-    let config = std::env::temp_dir().join(format!("rondo-logs-{redis_port}.ini"));
-    std::fs::write(
-        &config,
-        format!(
-            "[app]\n{app}\n[http]\nport = 0\n[session]\nstore = redis\n[redis]\n\
-             default[port] = {redis_port}\ndefault[prefix] = t:\n"
-        ),
-    )
-    .expect("write config");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_example-app"));
-    command.arg("--config").arg(&config).env("NO_COLOR", "1");
-    match rust_log {
-        Some(filter) => command.env("RUST_LOG", filter),
-        None => command.env_remove("RUST_LOG"),
+/// `rust_log` (or unset); every line it logs is kept ([`AppProcess::log`]).
+async fn start_logging_app(redis_port: u16, app: &str, rust_log: Option<&str>) -> AppProcess {
+    AppCommand::example(APP, "logs", redis_port, &format!("[app]\n{app}\n"))
+        .rust_log(rust_log)
+        .start()
+        .await
+}
+
+/// `GET path` with the session cookie `cookie` if any: the status, and the session cookie
+/// the response sets, if any.
+async fn get(app: &AppProcess, path: &str, cookie: Option<&str>) -> (u16, Option<String>) {
+    let res = match cookie {
+        Some(cookie) => send_with_cookie(app, "GET", path, cookie, None).await,
+        None => app.client().get(path).await,
     };
-    let mut app = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("example-app starts");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    for reader in [
-        Box::new(app.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(app.stderr.take().expect("stderr")),
-    ] {
-        let lines = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(reader).lines().map_while(Result::ok) {
-                lines.lock().expect("lock").push(line);
-            }
-        });
-    }
-    let app = Guard(app);
-    let started = Instant::now();
-    let addr = loop {
-        let found = lines.lock().expect("lock").iter().find_map(|line| {
-            let (at, skip) = match line.find("address=") {
-                Some(at) => (at, 8),
-                None => (line.find("\"address\":\"")?, 11),
-            };
-            let rest = &line[at + skip..];
-            let end = rest
-                .find(|c: char| c.is_whitespace() || c == '"')
-                .unwrap_or(rest.len());
-            Some(rest[..end].to_owned())
-        });
-        if let Some(addr) = found {
-            break addr;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no address logged"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = std::fs::remove_file(&config);
-    (app, addr, lines)
+    (res.status.as_u16(), set_cookie_value(&res, "dmsession"))
+}
+
+/// `POST path` with a JSON body and the session cookie: the status.
+async fn post_json(app: &AppProcess, path: &str, cookie: &str, body: &str) -> u16 {
+    send_with_cookie(app, "POST", path, cookie, Some(body))
+        .await
+        .status
+        .as_u16()
 }
 
 /// No log line, at any level, contains a session id that was sent or set, nor the hash under
 /// which a session is stored in Redis; the lines that name a session carry an 8-digit tag.
-#[test]
-fn session_ids_and_store_keys_never_reach_the_logs() {
-    let (_redis, redis_port) = start_redis();
-    let (_app, addr, lines) = start_logging_app(redis_port, "", Some("trace"));
+#[tokio::test]
+async fn session_ids_and_store_keys_never_reach_the_logs() {
+    let redis = RedisServer::start().await;
+    let app = start_logging_app(redis.port(), "", Some("trace")).await;
 
     let mut secrets = Vec::new();
-    let (status, first) = get(&addr, "/bench/counter", None);
+    let (status, first) = get(&app, "/bench/counter", None).await;
     assert_eq!(status, 200);
     let first = first.expect("a new session sets its cookie");
     secrets.push(first.clone());
     let invented = "Q".repeat(43);
     secrets.push(invented.clone());
-    let (status, fresh) = get(&addr, "/bench/counter", Some(&invented));
+    let (status, fresh) = get(&app, "/bench/counter", Some(&invented)).await;
     assert_eq!(status, 200);
     secrets.push(fresh.expect("an invented id gets a fresh one"));
-    let (status, _) = post_json(&addr, "/api/login", &first, r#"{"user":"ann"}"#);
+    let status = post_json(&app, "/api/login", &first, r#"{"user":"ann"}"#).await;
     assert_eq!(status, 200);
 
     // A corrupt record (a value that is no MessagePack) is logged when it is dropped.
-    let (_, victim) = get(&addr, "/bench/counter", None);
+    let (_, victim) = get(&app, "/bench/counter", None).await;
     let victim = victim.expect("cookie");
     secrets.push(victim.clone());
-    let keys = redis_cli(redis_port, &["--scan", "--pattern", "t:session:*"]);
-    for key in keys.lines() {
-        redis_cli(redis_port, &["HSET", key, "d:count", "garbage"]);
+    for key in redis.keys("t:session:*").await {
+        redis.cmd(&["HSET", &key, "d:count", "garbage"]).await;
     }
-    let (status, _) = get(&addr, "/bench/counter", Some(&victim));
+    let (status, _) = get(&app, "/bench/counter", Some(&victim)).await;
     assert_eq!(status, 200);
-    let (status, _) = post_json(&addr, "/api/logout", &victim, "{}");
+    let status = post_json(&app, "/api/logout", &victim, "{}").await;
     assert_eq!(status, 200);
 
     // Let the after-response commits and their log lines happen.
-    std::thread::sleep(Duration::from_millis(300));
-    let keys = redis_cli(redis_port, &["--scan", "--pattern", "t:session:*"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let keys = redis.keys("t:session:*").await;
     let hashes: Vec<&str> = keys
-        .lines()
+        .iter()
         .filter_map(|k| k.strip_prefix("t:session:"))
         .collect();
-    let lines = lines.lock().expect("lock").clone();
+    let lines = app.log();
     assert!(
         lines.iter().any(|l| l.contains("corrupt session record")),
         "{lines:#?}"
@@ -153,22 +113,20 @@ fn session_ids_and_store_keys_never_reach_the_logs() {
 /// `[app] log_format = json` with `log_level = debug` (no `RUST_LOG`): every line is a JSON
 /// object, and each request ends with one event carrying method, path, route pattern, status
 /// and latency, inside a `request` span whose `session` field is an 8-digit tag, not the id.
-#[test]
-fn json_logs_carry_one_event_per_request() {
-    let (_redis, redis_port) = start_redis();
-    let (_app, addr, lines) =
-        start_logging_app(redis_port, "log_format = json\nlog_level = debug", None);
-    let (status, cookie) = get(&addr, "/bench/counter", None);
+#[tokio::test]
+async fn json_logs_carry_one_event_per_request() {
+    let redis = RedisServer::start().await;
+    let app = start_logging_app(redis.port(), "log_format = json\nlog_level = debug", None).await;
+    let (status, cookie) = get(&app, "/bench/counter", None).await;
     assert_eq!(status, 200);
     let cookie = cookie.expect("a new session sets its cookie");
-    assert_eq!(get(&addr, "/bench/read", Some(&cookie)).0, 200);
-    assert_eq!(get(&addr, "/no/such/page", None).0, 404);
+    assert_eq!(get(&app, "/bench/read", Some(&cookie)).await.0, 200);
+    assert_eq!(get(&app, "/no/such/page", None).await.0, 404);
 
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let events = loop {
-        let events: Vec<serde_json::Value> = lines
-            .lock()
-            .expect("lock")
+        let events: Vec<serde_json::Value> = app
+            .log()
             .iter()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
             .filter(|event: &serde_json::Value| event["fields"]["message"] == "request")
@@ -176,7 +134,7 @@ fn json_logs_carry_one_event_per_request() {
         if events.len() >= 3 || started.elapsed() > Duration::from_secs(5) {
             break events;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(events.len(), 3, "{events:#?}");
     let read = events

@@ -3,79 +3,79 @@
 //! `shutdown_right_after_a_burst_loses_no_acknowledged_write` holds commits back in Redis to
 //! prove that shutdown waits for them; this one checks the signal path end to end.)
 
-mod common;
+use std::time::Duration;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use rondo_tests::app::set_cookie_value;
+use rondo_tests::process::AppCommand;
+use rondo_tests::redis::RedisServer;
+use rondo_tests::session::send_with_cookie;
 
-use common::{get, post_json, redis_cli, start_app, start_redis};
+/// The example-app binary this test runs.
+const APP: &str = env!("CARGO_BIN_EXE_example-app");
 
 /// SIGTERM right after 30 acknowledged logins (each a write-behind `put`) exits cleanly with
 /// all 30 users stored.
-#[test]
-fn sigterm_after_a_burst_keeps_every_acknowledged_write() {
-    let (_redis, redis_port) = start_redis();
-    let (mut app, addr) = start_app(redis_port, "sigterm");
+#[tokio::test]
+async fn sigterm_after_a_burst_keeps_every_acknowledged_write() {
+    let redis = RedisServer::start().await;
+    let mut app = AppCommand::example(APP, "sigterm", redis.port(), "")
+        .start()
+        .await;
 
-    let (status, cookie) = get(&addr, "/api/basket", None);
-    assert_eq!(status, 200);
-    assert!(cookie.is_none(), "a read-only request set a cookie");
-    let cookies: Vec<String> = (0..30)
-        .map(|_| get(&addr, "/bench/new", None).1.expect("a session cookie"))
-        .collect();
+    let res = app.client().get("/api/basket").await;
+    assert_eq!(res.status, 200);
+    assert!(
+        set_cookie_value(&res, "dmsession").is_none(),
+        "a read-only request set a cookie"
+    );
+    let mut cookies = Vec::new();
+    for _ in 0..30 {
+        let res = app.client().get("/bench/new").await;
+        cookies.push(set_cookie_value(&res, "dmsession").expect("a session cookie"));
+    }
 
     // 30 logins at once: each rotates its session id and puts the user, which is written
     // after its response (persist = after_response).
+    let client = app.client();
     let burst: Vec<_> = cookies
         .into_iter()
         .enumerate()
         .map(|(i, cookie)| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 let body = format!(r#"{{"user":"user{i:02}"}}"#);
-                post_json(&addr, "/api/login", &cookie, &body).0 == 200
+                let res = send_with_cookie(client, "POST", "/api/login", &cookie, Some(&body));
+                res.await.status == 200
             })
         })
         .collect();
-    let acknowledged = burst
-        .into_iter()
-        .map(|t| t.join().unwrap_or(false))
-        .filter(|ok| *ok)
-        .count();
+    let mut acknowledged = 0;
+    for login in burst {
+        if login.await.unwrap_or(false) {
+            acknowledged += 1;
+        }
+    }
     assert_eq!(acknowledged, 30);
 
     // SIGTERM by PID, at once.
-    let pid = app.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs")
-        .success());
-    let exited = Instant::now();
-    let status = loop {
-        if let Some(status) = app.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            exited.elapsed() < Duration::from_secs(15),
-            "example-app did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = app.terminate(Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
 
     // Every acknowledged login is stored: 30 sessions, each with its user (the old ids'
     // keys only hold a forwarding marker, `_m`, for a while).
-    let keys = redis_cli(redis_port, &["--scan", "--pattern", "t:session:*"]);
-    let keys: Vec<&str> = keys
-        .lines()
-        .filter(|key| redis_cli(redis_port, &["HEXISTS", key, "_v"]).trim() == "1")
-        .collect();
-    assert_eq!(keys.len(), 30, "{keys:?}");
-    let mut users: Vec<String> = keys
-        .iter()
-        .map(|key| redis_cli(redis_port, &["HGET", key, "d:user"]))
-        .collect();
+    let mut users = Vec::new();
+    for key in redis.keys("t:session:*").await {
+        let fields = redis.hgetall(&key).await;
+        if !fields.iter().any(|(field, _)| field == "_v") {
+            continue;
+        }
+        let user = fields
+            .iter()
+            .find(|(field, _)| field == "d:user")
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+            .unwrap_or_default();
+        users.push(user);
+    }
+    assert_eq!(users.len(), 30, "{users:?}");
     users.sort();
     for (i, user) in users.iter().enumerate() {
         assert!(user.ends_with(&format!("user{i:02}")), "{users:?}");

@@ -1,8 +1,13 @@
-//! Starting the example app (or any app) against a test Redis, and a cookie jar.
+//! Starting the example app (or any app) against a test Redis, a cookie jar, and the few
+//! readings of the shop's answers that several test files make (its basket, its forms' CSRF
+//! tokens).
 
+use http::StatusCode;
 use rondo::{Config, ConfigLoader};
+use serde_json::Value;
 
 use crate::http::{request, TestResponse, TestServer};
+use crate::redis::RedisServer;
 
 /// A config for the example app: `[session] store = redis` on `127.0.0.1:redis_port` (prefix
 /// `t:`, timeout 1 s), HTTP on port 0, then `extra` INI lines appended (they may add keys to
@@ -33,6 +38,44 @@ pub async fn start_example(config: Config) -> TestServer {
         .await
         .expect("example app builds");
     TestServer::start(app).await
+}
+
+/// The example app on a fresh Redis (see [`example_config`] for `extra`), and that Redis.
+///
+/// # Panics
+///
+/// As [`RedisServer::start`] and [`start_example`] do.
+pub async fn example(extra: &str) -> (RedisServer, TestServer) {
+    let redis = RedisServer::start().await;
+    let server = start_example(example_config(redis.port(), extra)).await;
+    (redis, server)
+}
+
+/// `GET /api/basket` with the jar's cookie, as JSON.
+///
+/// # Panics
+///
+/// When the answer is not `200` with JSON.
+pub async fn basket(jar: &mut Jar, server: &TestServer) -> Value {
+    let res = jar.get(server, "/api/basket").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    res.json()
+}
+
+/// The CSRF token of the form posting to `action` in a page of the HTML shop.
+///
+/// # Panics
+///
+/// When the page has no such form, or the form no `_csrf` field.
+pub fn csrf_token(page: &str, action: &str) -> String {
+    let form = page
+        .find(&format!("action=\"{action}\""))
+        .unwrap_or_else(|| panic!("no form for {action} in {page}"));
+    let rest = &page[form..];
+    let marker = "name=\"_csrf\" value=\"";
+    let start = rest.find(marker).expect("a _csrf field") + marker.len();
+    let len = rest[start..].find('"').expect("a quoted token");
+    rest[start..start + len].to_owned()
 }
 
 /// The session cookie (`dmsession=...` value part) a response sets, if any; `Some("")` when

@@ -271,6 +271,12 @@ impl Client {
     }
 }
 
+impl From<&TestServer> for Client {
+    fn from(server: &TestServer) -> Client {
+        server.client()
+    }
+}
+
 /// How a raw exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawEnd {
@@ -310,6 +316,20 @@ impl RawExchange {
         (words.next()? == "HTTP/1.1").then_some(())?;
         words.next()?.parse().ok()
     }
+}
+
+/// Splits a raw HTTP/1.1 response (such as [`RawExchange::text`]) into its head and what
+/// follows the blank line.
+pub fn split_head(raw: &str) -> (&str, &str) {
+    raw.split_once("\r\n\r\n").unwrap_or((raw, ""))
+}
+
+/// The value of header `name` in a raw response head (case-insensitive name).
+pub fn raw_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// Builds a request with an origin-form `path`, headers as `(name, value)` pairs and a body.

@@ -1,14 +1,30 @@
 //! Test harness.
 //!
 //! - [`http`]: a Rondo app served on `127.0.0.1:0` and a small HTTP client.
-//! - [`app`]: the example app against a test Redis, and a cookie jar.
+//! - [`plain_app`]: the plain app (no sessions) of the routing, extractor, limit,
+//!   responder, timeout and shutdown tests.
+//! - [`app`]: the example app against a test Redis, a cookie jar, and readings of the
+//!   shop's answers (basket, CSRF tokens).
 //! - [`redis`]: a real `redis-server` child process per test, with inspection
 //!   helpers.
+//! - [`process`]: a binary run as a child process (the example app started with a config,
+//!   its address read from its log), for `example-app/tests`.
+//! - [`session`]: a session seen from outside: its Redis key and hash, its cookie, a wait
+//!   for an after-response commit.
+//! - [`store`]: one session-store test suite run against every store (the
+//!   [`store_suite!`] macro) and the fixtures of its cases.
+//! - [`session_app`]: a custom app on the `Session` API, for the tests that call it
+//!   directly.
 //! - [`eventually`]: bounded polling.
 
 pub mod app;
 pub mod http;
+pub mod plain_app;
+pub mod process;
 pub mod redis;
+pub mod session;
+pub mod session_app;
+pub mod store;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

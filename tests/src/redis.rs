@@ -26,6 +26,8 @@ use rondo::config::RedisPoolConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::process::free_port;
+
 /// How long [`RedisServer::start`] and [`RedisServer::restart`] wait for the first `PONG`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -406,14 +408,6 @@ impl Drop for RedisServer {
             let _ = std::fs::remove_file(&self.log);
         }
     }
-}
-
-/// A port the OS just handed out for `127.0.0.1:0`, released again.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("binding 127.0.0.1:0 should work")
 }
 
 /// One `PING` on a fresh connection, each step bounded by 250 ms.

@@ -1,6 +1,7 @@
-//! HTTP/2 and the connection limits: idle HTTP/2 connections are cut like idle HTTP/1 ones,
-//! the header-count limit holds for HTTP/2 streams, and a server at `[http] max_connections`
-//! answers one more client `503` at once instead of leaving it hanging.
+//! HTTP/2 and the connection limits: prior-knowledge HTTP/2 is served only with `[http]
+//! http2` on, idle HTTP/2 connections are cut like idle HTTP/1 ones, the header-count limit
+//! holds for HTTP/2 streams, and a server at `[http] max_connections` answers one more client
+//! `503` at once instead of leaving it hanging.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +13,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rondo::{App, ConfigLoader};
 use rondo_tests::http::TestServer;
+use rondo_tests::plain_app::{app, start, test_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -235,4 +237,56 @@ async fn connections_over_the_limit_are_refused_with_503() {
     })
     .await;
     assert!(served.ends_with("hello"), "{served}");
+}
+
+/// Sends `GET /hello` over HTTP/2 with prior knowledge; the status, version and body.
+async fn h2_get_hello(server: &TestServer) -> Result<(StatusCode, http::Version, String), String> {
+    use http_body_util::BodyExt;
+    let exchange = async {
+        let stream = TcpStream::connect(server.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, connection) = hyper::client::conn::http2::handshake::<_, _, String>(
+            hyper_util::rt::TokioExecutor::new(),
+            io,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let req = http::Request::get(server.url("/hello"))
+            .body(String::new())
+            .unwrap();
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        driver.abort();
+        Ok((
+            parts.status,
+            parts.version,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+/// With `http2 = true` (the default) a prior-knowledge HTTP/2 client is served; with
+/// `http2 = false` the same client gets no answer (the connection is closed).
+#[tokio::test]
+async fn http2_prior_knowledge_follows_config() {
+    let server = start().await;
+    let (status, version, body) = h2_get_hello(&server).await.unwrap();
+    assert_eq!(
+        (status, version, body.as_str()),
+        (StatusCode::OK, http::Version::HTTP_2, "hello world")
+    );
+
+    let mut config = test_config();
+    config.http.http2 = false;
+    let server = TestServer::start(app(config)).await;
+    let outcome = h2_get_hello(&server).await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(server.get("/hello").await.status, StatusCode::OK);
 }

@@ -2,7 +2,10 @@
 //! (a logout between a job's open and its write never brings the session back), retries and
 //! the dead-letter stream, unreadable entries, shutdown, and the in-process queue.
 //!
-//! Every test starts its own Redis and servers; every wait is bounded.
+//! Every test starts its own Redis and servers; every wait is bounded. The in-process queue's
+//! test is the exception: with the memory store its jobs, workers and waits all live on the
+//! test's own runtime (no Redis, no sockets, no other thread), so it runs on tokio's paused
+//! clock and its polling costs no real time.
 
 #![allow(clippy::unwrap_used)]
 
@@ -116,9 +119,11 @@ async fn node(config: Config) -> (SessionManager, TestServer) {
     (sessions, TestServer::start(app).await)
 }
 
-/// Polls `check` every 20 ms until it holds, at most [`DEADLINE`].
+/// Polls `check` every 20 ms until it holds, at most [`DEADLINE`]. Both are measured on
+/// tokio's clock, so under paused time the budget is virtual too (it passes only while
+/// nothing on the runtime can make progress).
 async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     while started.elapsed() < DEADLINE {
         if check() {
             return true;
@@ -395,7 +400,7 @@ async fn shutdown_finishes_short_jobs_and_puts_long_ones_back() {
 }
 
 /// With the memory session store, jobs run in-process; an unregistered job is refused.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn memory_store_runs_jobs_in_process() {
     let config = Config::parse_str("[session]\nstore = memory\n", "test.ini").unwrap();
     let sessions =

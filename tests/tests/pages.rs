@@ -7,21 +7,9 @@
 
 use http::StatusCode;
 use rondo::{ConfigLoader, SessionManager};
-use rondo_tests::app::{example_config, start_example, Jar};
+use rondo_tests::app::{csrf_token, example_config, start_example, Jar};
 use rondo_tests::http::TestServer;
 use rondo_tests::redis::RedisServer;
-
-/// The CSRF token of the form posting to `action` in a page of the HTML shop.
-fn csrf_token(page: &str, action: &str) -> String {
-    let form = page
-        .find(&format!("action=\"{action}\""))
-        .unwrap_or_else(|| panic!("no form for {action} in {page}"));
-    let rest = &page[form..];
-    let marker = "name=\"_csrf\" value=\"";
-    let start = rest.find(marker).unwrap() + marker.len();
-    let len = rest[start..].find('"').unwrap();
-    rest[start..start + len].to_owned()
-}
 
 /// Posts the form at `action` on the current page with `fields` (already URL-encoded);
 /// returns the page `/` shows afterwards.

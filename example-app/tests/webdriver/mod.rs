@@ -1,8 +1,9 @@
 //! Headless Chromium driven through WebDriver, for the browser tests.
 //!
 //! [`Shop`] starts everything one test needs, each on a free loopback port: a redis-server,
-//! the example-app binary on it, and a chromedriver. [`Shop::browser`] opens a new Chromium
-//! with a fresh profile: a browser context of its own, with its own cookie jar.
+//! the example-app binary on it (both through the `rondo-tests` harness), and a
+//! chromedriver. [`Shop::browser`] opens a new Chromium with a fresh profile: a browser
+//! context of its own, with its own cookie jar.
 //!
 //! Every process is one this harness started, stopped by its handle when the guard is
 //! dropped, also when the test panics; a browser's WebDriver session is ended first, so
@@ -20,9 +21,9 @@ use fantoccini::elements::Element;
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use rondo_tests::process::{free_port, AppCommand, AppProcess, ChildGuard};
+use rondo_tests::redis::RedisServer;
 use serde_json::{json, Value};
-
-use crate::common::{free_port, start_app, start_redis, Guard};
 
 /// The longest any single wait for the page (an element, a navigation) may take.
 pub(crate) const STEP: Duration = Duration::from_secs(15);
@@ -41,14 +42,14 @@ pub(crate) struct Shop {
     pub(crate) base: String,
     driver_port: u16,
     // Dropped in this order: the driver (its browsers are closed by then), the app, Redis.
-    _driver: Guard,
-    _app: Guard,
-    _redis: Guard,
+    _driver: ChildGuard,
+    _app: AppProcess,
+    _redis: RedisServer,
 }
 
 impl Shop {
     /// Starts Redis, the app and chromedriver, and waits until chromedriver listens.
-    pub(crate) fn start(name: &str) -> Shop {
+    pub(crate) async fn start(name: &str) -> Shop {
         let chromium = tool("CHROMIUM", CHROMIUM);
         let chromedriver = tool("CHROMEDRIVER", CHROMEDRIVER);
         assert!(
@@ -56,10 +57,12 @@ impl Shop {
             "Chromium not found at {chromium}: install the Debian packages chromium and \
              chromium-driver (scripts/test.sh does), or set CHROMIUM"
         );
-        let (redis, redis_port) = start_redis();
-        let (app, addr) = start_app(redis_port, name);
+        let redis = RedisServer::start().await;
+        let app = AppCommand::example(env!("CARGO_BIN_EXE_example-app"), name, redis.port(), "")
+            .start()
+            .await;
         let driver_port = free_port();
-        let driver = Guard(
+        let driver = ChildGuard::new(
             Command::new(&chromedriver)
                 .arg(format!("--port={driver_port}"))
                 .stdout(Stdio::null())
@@ -78,10 +81,10 @@ impl Shop {
                 Instant::now() < deadline,
                 "chromedriver did not listen on port {driver_port} within {DRIVER_START:?}"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Shop {
-            base: format!("http://{addr}"),
+            base: app.url(""),
             driver_port,
             _driver: driver,
             _app: app,
