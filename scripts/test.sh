@@ -3,7 +3,9 @@
 # loopback ports, so the Debian package redis-server is installed first where it is missing;
 # the browser tests (example-app/tests/browser.rs) drive headless Chromium, so the packages
 # chromium and chromium-driver are installed too. Without them those tests fail, not skip.
-# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p rondo-tests --test sessions).
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p rondo-tests --test session_values).
+# The servers the tests start log through Rondo's default logging; RUST_LOG=off (unless set)
+# keeps that out of the test output (set RUST_LOG=info to see it).
 # The last line sums up every test binary: "total: N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,8 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+
+export RUST_LOG=${RUST_LOG:-off}
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
