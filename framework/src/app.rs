@@ -16,6 +16,7 @@ use crate::handler::{self, BoxedHandler, Handler};
 use crate::metrics::HttpMetrics;
 use crate::middleware::Middleware;
 use crate::redis::Redis;
+use crate::routes::Routes;
 use crate::routing::{RouteError, Router};
 
 /// Builds an application.
@@ -35,6 +36,8 @@ use crate::routing::{RouteError, Router};
 /// ```
 pub struct App {
     router: Router<BoxedHandler>,
+    /// What answers a path no route matches (404 when `None`).
+    fallback: Option<BoxedHandler>,
     middleware: Vec<Arc<dyn Middleware>>,
     /// The named Redis pools of `[redis]`: one owner for every part that uses Redis.
     redis: Redis,
@@ -49,6 +52,7 @@ impl App {
         let redis = Redis::new(config.redis.clone());
         Self {
             router: Router::default(),
+            fallback: None,
             middleware: Vec::new(),
             redis,
             parts: Parts::new(config),
@@ -113,6 +117,54 @@ impl App {
             Ok(app) => app,
             Err(err) => panic!("{err}"),
         }
+    }
+
+    /// Adds the routes of `routes` under `prefix` (`"/admin"`: its `/` becomes `/admin`, its
+    /// `/users` `/admin/users`), each inside the group's middleware, or says why not.
+    ///
+    /// # Errors
+    ///
+    /// `prefix` does not start with `/`, ends with one or has parameters, or a route of the
+    /// group is invalid or taken.
+    pub fn try_nest(mut self, prefix: &str, routes: Routes) -> Result<Self, RouteError> {
+        for (method, pattern, handler) in routes.resolve(prefix)? {
+            self.router.add(method, &pattern, handler)?;
+        }
+        Ok(self)
+    }
+
+    /// [`App::try_nest`], panicking on an error (routes are fixed at start-up).
+    ///
+    /// # Panics
+    ///
+    /// As [`App::try_nest`]'s errors.
+    #[must_use]
+    #[track_caller]
+    pub fn nest(self, prefix: &str, routes: Routes) -> Self {
+        match self.try_nest(prefix, routes) {
+            Ok(app) => app,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// Adds the routes of `routes` as they are (each inside the group's middleware).
+    ///
+    /// # Panics
+    ///
+    /// A route of the group is invalid or taken.
+    #[must_use]
+    #[track_caller]
+    pub fn merge(self, routes: Routes) -> Self {
+        self.nest("", routes)
+    }
+
+    /// Answers every request whose path no route matches with `handler` (instead of the
+    /// 404 page), inside the app's middleware. A path that a route has, with another
+    /// method, still answers 405.
+    #[must_use]
+    pub fn fallback<H: Handler<Args>, Args>(mut self, handler: H) -> Self {
+        self.fallback = Some(handler::boxed(handler));
+        self
     }
 
     /// Adds a GET route (which also answers HEAD).
@@ -214,10 +266,65 @@ impl App {
         }
     }
 
+    /// Checks what can only be checked once the app is complete: every `State<T>` (and
+    /// every session argument) a route asks for has its state registered.
+    ///
+    /// # Errors
+    ///
+    /// The routes whose arguments need state that was never registered, each named.
+    pub fn check(&self) -> Result<(), StartError> {
+        let fallback = self
+            .fallback
+            .iter()
+            .map(|h| (&Method::GET, "(fallback)", h));
+        let missing: Vec<String> = self
+            .router
+            .routes()
+            .chain(fallback)
+            .flat_map(|(method, pattern, handler)| {
+                handler
+                    .needs
+                    .iter()
+                    .filter(|need| !need.met_by(&self.parts.state))
+                    .map(move |need| {
+                        format!(
+                            "{method} {pattern} asks for State<{}>, which was never registered \
+                             (App::state, or App::with for a component such as the session \
+                             manager)",
+                            need.type_name()
+                        )
+                    })
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StartError(missing.join("; ")))
+        }
+    }
+
     /// Finishes building: the [`Service`] that answers requests (in-process with
     /// [`Service::handle`], or served by [`crate::serve`]), and the hooks to run once it is
     /// done with.
-    pub fn into_service(mut self) -> (Service, ShutdownHooks) {
+    ///
+    /// # Panics
+    ///
+    /// When [`App::check`] fails: a route needs state that was never registered.
+    #[track_caller]
+    pub fn into_service(self) -> (Service, ShutdownHooks) {
+        match self.try_into_service() {
+            Ok(built) => built,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// [`App::into_service`], or why the app cannot start.
+    ///
+    /// # Errors
+    ///
+    /// [`App::check`]'s.
+    pub fn try_into_service(mut self) -> Result<(Service, ShutdownHooks), StartError> {
+        self.check()?;
         let mut parts = self.parts;
         parts
             .metrics
@@ -241,10 +348,21 @@ impl App {
         let context = AppContext::new(parts.config, parts.state);
         let mut hooks = parts.drain;
         hooks.extend(parts.shutdown);
-        let service = Service::new(context, self.router, self.middleware, http_metrics);
-        (service, ShutdownHooks(hooks))
+        let service = Service::new(
+            context,
+            self.router,
+            self.fallback,
+            self.middleware,
+            http_metrics,
+        );
+        Ok((service, ShutdownHooks(hooks)))
     }
 }
+
+/// Why an app cannot start: what [`App::check`] found.
+#[derive(Debug, thiserror::Error)]
+#[error("the app cannot start: {0}")]
+pub struct StartError(String);
 
 /// The hooks registered with [`App::on_drain`] and [`App::on_shutdown`] (and by components),
 /// in that order, run by the server after it drained.

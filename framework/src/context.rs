@@ -38,6 +38,35 @@ impl From<&HttpConfig> for Limits {
     }
 }
 
+/// A singleton a controller argument needs from the app's state (`State<T>` needs a `T`, a
+/// session its manager): checked when the app starts, so that a route asking for state that
+/// was never registered is a start-up error naming the route, not a 500 at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateNeed {
+    type_id: TypeId,
+    type_name: &'static str,
+}
+
+impl StateNeed {
+    /// The need of a `T`.
+    pub fn of<T: 'static>() -> Self {
+        Self {
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+        }
+    }
+
+    /// The type's name, for messages.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// Whether `state` holds it.
+    pub(crate) fn met_by(&self, state: &StateMap) -> bool {
+        state.contains_key(&self.type_id)
+    }
+}
+
 /// A shared handle to the built application's configuration, limits and state; cheap to
 /// clone (one `Arc`).
 #[derive(Clone)]

@@ -33,6 +33,8 @@ pub struct Service(Arc<Inner>);
 pub(crate) struct Inner {
     context: AppContext,
     router: Router<BoxedHandler>,
+    /// What answers a path no route matches; the 404 page when `None`.
+    fallback: Option<BoxedHandler>,
     middleware: Vec<Arc<dyn Middleware>>,
     /// `None` when `[app] metrics_path` is empty: nothing is recorded.
     http_metrics: Option<HttpMetrics>,
@@ -44,12 +46,14 @@ impl Service {
     pub(crate) fn new(
         context: AppContext,
         router: Router<BoxedHandler>,
+        fallback: Option<BoxedHandler>,
         middleware: Vec<Arc<dyn Middleware>>,
         http_metrics: Option<HttpMetrics>,
     ) -> Self {
         Self(Arc::new(Inner {
             context,
             router,
+            fallback,
             middleware,
             http_metrics,
             unmatched: RouteSeries::unmatched(),
@@ -157,7 +161,7 @@ impl Inner {
                 if !params.as_slice().is_empty() {
                     req.extensions_mut().insert(params);
                 }
-                let controller = handler(req, &self.context, head.clone());
+                let controller = handler.call(req, &self.context, head.clone());
                 (Routed::Controller(controller, head), Some(route))
             }
             Found::MethodNotAllowed(allow) => {
@@ -168,10 +172,17 @@ impl Inner {
                     .respond(&head);
                 (Routed::Answer(Box::new(response)), None)
             }
-            Found::NotFound => {
-                let response = ErrorPage::new(StatusCode::NOT_FOUND, "not found").respond(&head);
-                (Routed::Answer(Box::new(response)), None)
-            }
+            Found::NotFound => match &self.fallback {
+                Some(fallback) => {
+                    let controller = fallback.call(req, &self.context, head.clone());
+                    (Routed::Controller(controller, head), None)
+                }
+                None => {
+                    let response =
+                        ErrorPage::new(StatusCode::NOT_FOUND, "not found").respond(&head);
+                    (Routed::Answer(Box::new(response)), None)
+                }
+            },
         }
     }
 

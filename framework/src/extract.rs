@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
 use crate::body::{Request, Response};
-use crate::context::{AppContext, Limits};
+use crate::context::{AppContext, Limits, StateNeed};
 use crate::respond::Json;
 use crate::respond::{ErrorPage, RequestHead, Responder};
 use crate::routing::PathParams;
@@ -123,6 +123,12 @@ pub trait FromRequestParts: Sized + Send {
     /// controllers taking such an argument run inside a request scope.
     const DEFERS: bool = false;
 
+    /// The app state this argument needs, if any (see [`StateNeed`]): the app refuses to
+    /// start when a route's argument needs state that was never registered.
+    fn state_need() -> Option<StateNeed> {
+        None
+    }
+
     /// Extracts the value.
     fn from_request_parts(
         parts: &mut Parts,
@@ -140,6 +146,11 @@ pub trait FromRequest: Sized + Send {
     /// [`FromRequestParts::DEFERS`].
     const DEFERS: bool = false;
 
+    /// The app state this argument needs, if any; see [`FromRequestParts::state_need`].
+    fn state_need() -> Option<StateNeed> {
+        None
+    }
+
     /// Extracts the value.
     fn from_request(
         req: Request,
@@ -150,6 +161,10 @@ pub trait FromRequest: Sized + Send {
 impl<T: FromRequestParts> FromRequest for T {
     type Rejection = <T as FromRequestParts>::Rejection;
     const DEFERS: bool = <T as FromRequestParts>::DEFERS;
+
+    fn state_need() -> Option<StateNeed> {
+        <T as FromRequestParts>::state_need()
+    }
 
     async fn from_request(req: Request, app: &AppContext) -> Result<Self, Self::Rejection> {
         let (mut parts, _body) = req.into_parts();
@@ -213,6 +228,10 @@ impl<T: Clone + Send + Sync + 'static> FromRequestParts for State<T> {
     type Rejection = Rejection;
     // A singleton such as the session manager can start sessions.
     const DEFERS: bool = true;
+
+    fn state_need() -> Option<StateNeed> {
+        Some(StateNeed::of::<T>())
+    }
 
     async fn from_request_parts(_parts: &mut Parts, app: &AppContext) -> Result<Self, Rejection> {
         app.state::<T>()
@@ -306,13 +325,24 @@ impl<T: DeserializeOwned + Send> FromRequest for Json<T> {
             });
         }
         let bytes = read_body(req, app.limits()).await?;
-        serde_json::from_slice(&bytes)
-            .map(Json)
-            .map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => Rejection::JsonData(e.to_string()),
-                _ => Rejection::InvalidJson(e.to_string()),
-            })
+        json_body(&bytes).map(Json)
     }
+}
+
+/// `bytes` as a `T`: 400 for a body that is not JSON at all (malformed or cut short), 422 for
+/// JSON of the wrong shape. A typed parse stops at the first field it cannot use, so a body
+/// cut short after a wrong field would look like a shape error: such a body is parsed again,
+/// loosely, to tell the two apart (only on the error path).
+fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejection> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => Rejection::JsonData(e.to_string()),
+                Err(syntax) => Rejection::InvalidJson(syntax.to_string()),
+            }
+        }
+        _ => Rejection::InvalidJson(e.to_string()),
+    })
 }
 
 /// A URL-encoded form body (`application/x-www-form-urlencoded`).
@@ -348,5 +378,41 @@ impl FromRequest for String {
     async fn from_request(req: Request, app: &AppContext) -> Result<Self, Rejection> {
         let bytes = read_body(req, app.limits()).await?;
         String::from_utf8(bytes.into()).map_err(|_| Rejection::InvalidUtf8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Item {
+        sku: String,
+        qty: u32,
+    }
+
+    /// Bodies that are not JSON, or are cut short, are 400 whatever the type asked for;
+    /// well-formed JSON of the wrong shape is 422.
+    #[test]
+    fn malformed_is_400_and_misshapen_is_422() {
+        for body in [
+            &br#"{"sku":"A","qty":"#[..],
+            br#"{"sku":"A""#,
+            br#"{"sku":3,"qty":"#,
+            b"{",
+            b"not json",
+            br#"{"sku":"A","qty":1}x"#,
+        ] {
+            let status = |r: Result<(), Rejection>| r.err().map(|e| e.status());
+            let item = status(json_body::<Item>(body).map(drop));
+            let value = status(json_body::<serde_json::Value>(body).map(drop));
+            assert_eq!(item, Some(StatusCode::BAD_REQUEST), "{body:?}");
+            assert_eq!(value, Some(StatusCode::BAD_REQUEST), "{body:?}");
+        }
+        let wrong = json_body::<Item>(br#"{"sku":3,"qty":1}"#)
+            .err()
+            .map(|e| e.status());
+        assert_eq!(wrong, Some(StatusCode::UNPROCESSABLE_ENTITY));
     }
 }

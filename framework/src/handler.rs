@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::body::{Request, Response};
-use crate::context::AppContext;
+use crate::context::{AppContext, StateNeed};
 use crate::extract::{FromRequest, FromRequestParts};
 use crate::respond::{RequestHead, Responder};
 
@@ -23,6 +23,11 @@ pub use futures_util::future::BoxFuture;
 ///
 /// `Args` only tells the implementations for different arities apart.
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
+    /// What the handler's arguments need from the app's state (checked at start-up).
+    fn state_needs() -> Vec<StateNeed> {
+        Vec::new()
+    }
+
     /// Extracts the arguments, runs the controller and turns its answer into a response.
     fn call(
         &self,
@@ -32,12 +37,49 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
     ) -> BoxFuture<'static, Response>;
 }
 
-/// A type-erased handler, as the router stores it.
-pub(crate) type BoxedHandler =
-    Arc<dyn Fn(Request, &AppContext, RequestHead) -> BoxFuture<'static, Response> + Send + Sync>;
+/// A handler's work, type-erased: extract, run, respond.
+type Call = dyn Fn(Request, &AppContext, RequestHead) -> BoxFuture<'static, Response> + Send + Sync;
+
+/// A type-erased handler, as the router stores it, with the state its arguments need.
+#[derive(Clone)]
+pub(crate) struct BoxedHandler {
+    call: Arc<Call>,
+    /// What the handler's arguments need from the app's state, checked at start-up.
+    pub(crate) needs: Vec<StateNeed>,
+}
+
+impl BoxedHandler {
+    /// Starts the handler on `req`.
+    pub(crate) fn call(
+        &self,
+        req: Request,
+        app: &AppContext,
+        head: RequestHead,
+    ) -> BoxFuture<'static, Response> {
+        (self.call)(req, app, head)
+    }
+
+    /// A handler of this type from a closure (middleware around a group of routes).
+    pub(crate) fn from_fn(
+        call: impl Fn(Request, &AppContext, RequestHead) -> BoxFuture<'static, Response>
+            + Send
+            + Sync
+            + 'static,
+        needs: Vec<StateNeed>,
+    ) -> Self {
+        Self {
+            call: Arc::new(call),
+            needs,
+        }
+    }
+}
 
 pub(crate) fn boxed<H: Handler<Args>, Args>(handler: H) -> BoxedHandler {
-    Arc::new(move |req, app, head| handler.call(req, app, head))
+    let needs = H::state_needs();
+    BoxedHandler {
+        call: Arc::new(move |req, app, head| handler.call(req, app, head)),
+        needs,
+    }
 }
 
 impl<F, Fut, R> Handler<()> for F
@@ -68,6 +110,10 @@ macro_rules! handler_arity {
             $($part: FromRequestParts + 'static,)*
             $last: FromRequest + 'static,
         {
+            fn state_needs() -> Vec<StateNeed> {
+                [$($part::state_need(),)* $last::state_need()].into_iter().flatten().collect()
+            }
+
             fn call(&self, req: Request, app: &AppContext, head: RequestHead) -> BoxFuture<'static, Response> {
                 let handler = self.clone();
                 let app = app.clone();

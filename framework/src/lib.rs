@@ -27,6 +27,7 @@
 //! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]
 //!   responder.
 //! - [`handler`]: async functions as controllers.
+//! - [`routes`]: groups of routes with middleware of their own ([`App::nest`], [`App::merge`]).
 //! - [`component`]: parts an app installs whole ([`App::with`]).
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
@@ -36,6 +37,7 @@
 //! - `lanes`: the worker threads that serve connections, one runtime each.
 //! - [`logging`]: logs on by default (`[app] log_level`, `log_format`, `RUST_LOG`).
 //! - [`server`]: accept loop, connection tasks, limits, timeouts, graceful shutdown.
+//! - [`testing`]: requests to an app in-process, with a cookie jar, for tests.
 
 pub mod app;
 pub mod body;
@@ -53,12 +55,14 @@ pub mod metrics;
 pub mod middleware;
 pub mod redis;
 pub mod respond;
+pub mod routes;
 mod routing;
 pub mod server;
 pub mod session;
 pub mod template;
+pub mod testing;
 
-pub use app::{App, ShutdownHooks};
+pub use app::{App, ShutdownHooks, StartError};
 pub use body::{Body, BoxError, Request, Response};
 /// Re-exported: the bytes type of bodies, and what [`Body`]'s `Bytes` extractor gives.
 pub use bytes::Bytes;
@@ -71,6 +75,7 @@ pub use handler::Handler;
 pub use jobs::{Job, JobContext, JobError, Jobs};
 pub use middleware::{Middleware, Next};
 pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
+pub use routes::Routes;
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
 pub use session::{CsrfForm, Session, SessionError, SessionManager, SessionRef};

@@ -77,6 +77,12 @@ impl<H> MethodRoutes<H> {
 #[error("invalid route: {0}")]
 pub struct RouteError(String);
 
+impl RouteError {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
 /// What the router found for a request.
 #[allow(clippy::enum_variant_names)] // NotFound reads better than Missing here
 pub(crate) enum Found<'a, H> {
@@ -133,6 +139,25 @@ impl<H> Default for Router<H> {
     }
 }
 
+/// Refuses patterns that would be accepted and then never match: one that does not start
+/// with `/` (request paths always do), or one with a `:name` segment (the syntax of axum 0.7
+/// and Express; here a parameter is `{name}`).
+fn check_pattern(pattern: &str) -> Result<(), RouteError> {
+    if !pattern.starts_with('/') {
+        return Err(RouteError(format!(
+            "{pattern:?}: a route pattern starts with /; expected \"/{pattern}\""
+        )));
+    }
+    if let Some(segment) = pattern.split('/').find(|s| s.starts_with(':')) {
+        let name = &segment[1..];
+        return Err(RouteError(format!(
+            "{pattern:?}: `{segment}` is a literal segment here; a parameter is written {{{name}}} \
+             (and the rest of the path {{*{name}}})"
+        )));
+    }
+    Ok(())
+}
+
 impl<H> Router<H> {
     pub(crate) fn add(
         &mut self,
@@ -140,6 +165,7 @@ impl<H> Router<H> {
         pattern: &str,
         handler: H,
     ) -> Result<(), RouteError> {
+        check_pattern(pattern)?;
         let index = match self.routes.iter().position(|(p, _)| p.pattern() == pattern) {
             Some(index) => index,
             None => {
@@ -161,6 +187,16 @@ impl<H> Router<H> {
         routes
             .add(method, handler)
             .map_err(|e| RouteError(format!("{pattern}: {}", e.0)))
+    }
+
+    /// Every route: method, pattern and what it leads to.
+    pub(crate) fn routes(&self) -> impl Iterator<Item = (&Method, &str, &H)> {
+        self.routes.iter().flat_map(|(series, routes)| {
+            routes
+                .handlers
+                .iter()
+                .map(move |(method, handler)| (method, series.pattern(), handler))
+        })
     }
 
     /// The index of the route `path` matches, whatever the method.
@@ -231,6 +267,23 @@ mod tests {
 
     fn handler() -> &'static str {
         "ok"
+    }
+
+    /// Patterns that could never match are refused with the syntax to use instead.
+    #[test]
+    fn unrooted_and_colon_patterns_are_refused() {
+        let mut router = Router::default();
+        let refused = |router: &mut Router<&'static str>, pattern| {
+            router
+                .add(Method::GET, pattern, handler())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(refused(&mut router, "users").contains("expected \"/users\""));
+        assert!(refused(&mut router, "/old/:id").contains("written {id}"));
+        assert_eq!(refused(&mut router, "/new/{id}"), "");
+        assert_eq!(refused(&mut router, "/"), "");
     }
 
     #[test]

@@ -67,8 +67,9 @@ pub async fn bind(http: &HttpConfig) -> io::Result<TcpListener> {
 ///
 /// # Errors
 ///
-/// The listener's local address cannot be read, or the worker threads cannot be started;
-/// accept errors are retried.
+/// The app cannot start ([`App::check`](crate::App::check): a route needs state that was
+/// never registered), the listener's local address cannot be read, or the worker threads
+/// cannot be started; accept errors are retried.
 ///
 /// # Examples
 ///
@@ -86,7 +87,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
-    let (service, hooks) = app.into_service();
+    let (service, hooks) = app
+        .try_into_service()
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
     // Logs on by default, unless the application installed a subscriber of its own.
     crate::logging::ensure(service.context().config());
     let http = service.context().config().http.clone();

@@ -10,7 +10,7 @@
 //! | `GET /list`, `POST /list` | `items`, `added`: one path, two methods |
 //! | `POST /login` | the parsed `Form` (`user`, `age: u8`) |
 //! | `POST /len` | the body's length |
-//! | `GET /greet`, `/unregistered` | a registered `State`, and one never registered (`500`) |
+//! | `GET /greet` | a registered `State` |
 //! | `GET /redirect`, `/result/{ok}`, `/html` | the `Redirect`, `Result` and `Html` responders |
 //! | `GET /headers` | how many headers arrived |
 //! | `GET /slow`, `/very-slow` | after 500 ms, after 2 s |
@@ -65,10 +65,6 @@ struct Search {
 #[derive(Debug, Clone)]
 struct Greeting(&'static str);
 
-/// Never registered: asking for it is a bug in the app.
-#[derive(Debug, Clone)]
-struct Unregistered;
-
 async fn hello() -> &'static str {
     "hello world"
 }
@@ -107,10 +103,6 @@ async fn body_len(body: String) -> String {
 
 async fn greet(State(g): State<Greeting>) -> String {
     g.0.to_owned()
-}
-
-async fn needs_unregistered(State(_): State<Unregistered>) -> &'static str {
-    "unreachable"
 }
 
 async fn redirect() -> Redirect {
@@ -171,7 +163,6 @@ pub fn app(config: Config) -> App {
         .post("/login", login)
         .post("/len", body_len)
         .get("/greet", greet)
-        .get("/unregistered", needs_unregistered)
         .get("/redirect", redirect)
         .get("/result/{ok}", result)
         .get("/html", html)

@@ -86,20 +86,23 @@ impl From<StoreError> for SessionError {
     }
 }
 
-impl Responder for SessionError {
-    fn respond(self, head: &RequestHead) -> Response {
-        let status = self.status();
+/// The error page a session error answers with: its status, a message fit for the client
+/// (internal details stay in the log), and `Retry-After` on a 503. So an app's own error
+/// type can hold an `ErrorPage` and take session errors with `?`.
+impl From<SessionError> for ErrorPage {
+    fn from(err: SessionError) -> Self {
+        let status = err.status();
         if status.is_server_error() {
-            tracing::warn!(error = %self, "session error");
+            tracing::warn!(error = %err, "session error");
         }
-        let message = match self {
+        let message = match err {
             // Internal details stay in the log.
-            Self::Encode { .. }
-            | Self::Decode { .. }
-            | Self::ReservedKey(_)
-            | Self::NoManager
-            | Self::Misconfigured(_) => "internal server error".to_owned(),
-            Self::Unavailable(_) | Self::Random(_) => {
+            SessionError::Encode { .. }
+            | SessionError::Decode { .. }
+            | SessionError::ReservedKey(_)
+            | SessionError::NoManager
+            | SessionError::Misconfigured(_) => "internal server error".to_owned(),
+            SessionError::Unavailable(_) | SessionError::Random(_) => {
                 "session store unavailable, try again shortly".to_owned()
             }
             other => other.to_string(),
@@ -110,6 +113,11 @@ impl Responder for SessionError {
         } else {
             page
         }
-        .respond(head)
+    }
+}
+
+impl Responder for SessionError {
+    fn respond(self, head: &RequestHead) -> Response {
+        ErrorPage::from(self).respond(head)
     }
 }

@@ -11,7 +11,7 @@ use super::error::SessionError;
 use super::handle::Session;
 use super::manager::SessionManager;
 use crate::body::{Request, Response};
-use crate::context::AppContext;
+use crate::context::{AppContext, StateNeed};
 use crate::extract::{read_body, FromRequest, FromRequestParts, Rejection};
 use crate::respond::{RequestHead, Responder};
 
@@ -24,6 +24,10 @@ fn manager(app: &AppContext) -> Result<&SessionManager, SessionError> {
 impl FromRequestParts for Session {
     type Rejection = SessionError;
     const DEFERS: bool = true;
+
+    fn state_need() -> Option<StateNeed> {
+        Some(StateNeed::of::<SessionManager>())
+    }
 
     async fn from_request_parts(parts: &mut Parts, app: &AppContext) -> Result<Self, SessionError> {
         Ok(manager(app)?.start_parts(parts))
@@ -64,6 +68,10 @@ struct TokenField {
 impl<T: DeserializeOwned + Send> FromRequest for CsrfForm<T> {
     type Rejection = CsrfRejection;
     const DEFERS: bool = true;
+
+    fn state_need() -> Option<StateNeed> {
+        Some(StateNeed::of::<SessionManager>())
+    }
 
     async fn from_request(req: Request, app: &AppContext) -> Result<Self, CsrfRejection> {
         const FORM: &str = "application/x-www-form-urlencoded";
