@@ -83,7 +83,9 @@ mod error;
 mod ini;
 mod jobs;
 mod section;
+#[macro_use]
 mod settings;
+mod redis;
 mod typed;
 mod validate;
 mod value;
@@ -94,9 +96,10 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind};
 pub use jobs::JobsConfig;
 pub use section::Section;
+pub use redis::{RedisMode, RedisPoolConfig};
 pub use settings::{
-    AppConfig, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck, RedisPoolConfig,
-    SameSite, SessionConfig, StoreKind, RESERVED_FILES,
+    AppConfig, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck, SameSite,
+    SessionConfig, StoreKind, RESERVED_FILES,
 };
 
 /// The result type of this module.

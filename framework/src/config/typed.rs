@@ -13,7 +13,7 @@ use super::validate::{
 use super::value::{self, Expected};
 use super::{
     AppConfig, Config, CookieSecure, Env, HttpConfig, JobsConfig, LogFormat, PersistMode,
-    ReadCheck, RedisPoolConfig, Result, SameSite, Section, SessionConfig, StoreKind,
+    ReadCheck, RedisMode, RedisPoolConfig, Result, SameSite, Section, SessionConfig, StoreKind,
 };
 
 /// The sections every config file may have.
@@ -52,6 +52,10 @@ const SESSION_KEYS: &[&str] = &[
     "max_actors",
 ];
 const REDIS_KEYS: &[&str] = &[
+    "mode",
+    "nodes",
+    "master_name",
+    "wait_replicas",
     "host",
     "port",
     "username",
@@ -74,6 +78,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     };
     let mut session_lines: HashMap<&str, usize> = HashMap::new();
     let mut jobs_pool_line = None;
+    let mut redis_lines: HashMap<(String, String), usize> = HashMap::new();
     for item in items {
         let e = match item {
             Item::Header { name, line } => {
@@ -90,6 +95,9 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
         };
         if e.section == "redis" {
             redis(file, &mut config, e)?;
+            if let Some(pool) = &e.pool {
+                redis_lines.insert((pool.clone(), e.key.clone()), e.line);
+            }
             continue;
         }
         if e.pool.is_some() {
@@ -123,8 +131,69 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     }
     cross_check(&config, &session_lines)?;
     super::jobs::cross_check(&config, jobs_pool_line)?;
+    check_redis_modes(&config, &redis_lines)?;
     config.warnings = warnings(&config, &session_lines);
     Ok(config)
+}
+
+/// Each pool's keys fit its `mode`: a cluster has only database 0; Sentinel needs the
+/// primary's name and the Sentinels' addresses; `nodes` means nothing to a standalone Redis.
+fn check_redis_modes(config: &Config, lines: &HashMap<(String, String), usize>) -> Result<()> {
+    for (name, pool) in &config.redis {
+        let refuse = |key: &str, message: String| {
+            let full = format!("{name}[{key}]");
+            let err = ConfigError::new(ErrorKind::Conflict, &config.origin, message)
+                .in_section("redis")
+                .for_key(&full);
+            let line = lines
+                .get(&(name.clone(), key.to_owned()))
+                .or_else(|| lines.get(&(name.clone(), "mode".to_owned())));
+            Err(match line {
+                Some(line) => err.at_line(*line),
+                None => err,
+            })
+        };
+        match pool.mode {
+            RedisMode::Cluster if pool.db_index != 0 => {
+                return refuse(
+                    "db_index",
+                    format!(
+                        "a Redis Cluster has only database 0; expected {name}[db_index] = 0, got {}",
+                        pool.db_index
+                    ),
+                );
+            }
+            RedisMode::Sentinel if pool.master_name.is_none() => {
+                return refuse(
+                    "mode",
+                    format!(
+                        "mode = sentinel needs {name}[master_name], the primary's name as the \
+                         Sentinels know it (sentinel monitor NAME ...)"
+                    ),
+                );
+            }
+            RedisMode::Sentinel if pool.nodes.is_empty() => {
+                return refuse(
+                    "mode",
+                    format!(
+                        "mode = sentinel needs {name}[nodes], the Sentinels' host:port pairs \
+                         (e.g. 10.0.0.1:26379, 10.0.0.2:26379)"
+                    ),
+                );
+            }
+            RedisMode::Standalone if !pool.nodes.is_empty() => {
+                return refuse(
+                    "nodes",
+                    format!(
+                        "{name}[nodes] is read with mode = cluster or sentinel; a standalone \
+                         Redis is {name}[host] and {name}[port]"
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Settings that are allowed but probably not meant: each with its file and line.
@@ -349,6 +418,14 @@ fn redis_key(pool: &mut RedisPoolConfig, e: &Entry) -> EntryResult {
         "pool_size" => pool.pool_size = value::int(v, 1, 1024)?,
         "pool_prefill" => pool.pool_prefill = value::boolean(v)?,
         "timeout" => pool.timeout = value::positive_duration(v)?,
+        "mode" => pool.mode = RedisMode::parse_word(v)?,
+        "nodes" => {
+            pool.nodes = super::redis::parse_nodes(v).map_err(|why| {
+                Expected::new(format!("host:port pairs separated by commas ({why})"))
+            })?
+        }
+        "master_name" => pool.master_name = optional(v),
+        "wait_replicas" => pool.wait_replicas = value::int(v, 0, 64)?,
         _ => return Err(EntryError::UnknownKey(REDIS_KEYS)),
     }
     Ok(())
@@ -433,6 +510,9 @@ mod tests {
             "http2" | "pool_prefill" => "yes",
             "max_header_bytes" | "max_size" => "2k",
             "host" | "cookie_domain" => "localhost",
+            "mode" => "cluster",
+            "nodes" => "127.0.0.1:7000",
+            "master_name" => "main",
             _ => "5",
         };
         let mut config = Config::default();

@@ -6,13 +6,20 @@
 //! Nothing here knows about the server: a server's worker threads ask, when they start, for
 //! connections of their own (see [`pool`]), and the pools follow.
 //!
-//! - [`pool`]: one named pool ([`RedisPool`]) and a connection checked out of it.
+//! - [`pool`]: one named pool ([`RedisPool`]), home and per-thread.
+//! - `connect`: opening connections to a standalone Redis, a primary named by Sentinels, or
+//!   a Cluster, within the pool's timeout; following failovers.
+//! - `conn`: one connection of any deployment ([`AnyConn`]) and an operation on it
+//!   ([`RedisConn`]).
 //! - `metrics`: the pools' Prometheus metrics.
 
+mod conn;
+mod connect;
 mod metrics;
 pub mod pool;
 
-pub use pool::{PoolError, RedisConn, RedisFailure, RedisPool};
+pub use conn::{AnyConn, RedisConn, RedisFailure};
+pub use pool::{PoolError, RedisPool};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

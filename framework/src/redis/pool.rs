@@ -1,7 +1,8 @@
-//! One named Redis pool: a bb8 pool of bb8-redis multiplexed connections. A connection is
-//! checked out for one operation only: the caller clones the multiplexed handle and gives
-//! the pooled one back at once, so concurrent operations pipeline over few sockets instead
-//! of queueing for a connection each.
+//! One named Redis pool: a bb8 pool of multiplexed connections to the pool's deployment
+//! (standalone, Sentinel or Cluster: see `connect`). A connection is checked out for one
+//! operation only: the caller clones the multiplexed handle and gives the pooled one back at
+//! once, so concurrent operations pipeline over few sockets instead of queueing for a
+//! connection each. A cluster's pool holds one connection, which multiplexes every node.
 //!
 //! A thread that serves requests on a runtime of its own (a server's worker thread says so
 //! with `keep_connections_on_this_thread`) gets a pool of its own for every named pool,
@@ -11,23 +12,23 @@
 //! use the pool's home pool. Metrics add them all up.
 //!
 //! Redis connections do not notice by themselves that the server went away, and a pool that
-//! kept them would fail forever after a Redis restart. So every handle shares a "broken" flag
-//! with its pooled connection: an I/O error or a timeout sets it, and the pool then drops the
-//! connection at its next check-out (a flag check, not a PING round trip) and opens a new one.
+//! kept them would fail forever after a Redis restart or a failover. So every handle shares a
+//! "broken" flag with its pooled connection: an I/O error, a timeout or a demoted primary's
+//! answer sets it, and the pool then drops the connection at its next check-out (a flag
+//! check, not a PING round trip) and opens a new one.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bb8_redis::RedisConnectionManager;
 use parking_lot::Mutex;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
-use redis::aio::MultiplexedConnection;
 use redis::RedisError;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::config::RedisPoolConfig;
+use super::conn::{CommandMetrics, RedisConn};
+use super::connect::Manager;
+use crate::config::{RedisMode, RedisPoolConfig};
 
 /// A pool could not be created or a connection could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -53,54 +54,6 @@ pub enum PoolError {
     },
 }
 
-/// bb8-redis' manager, plus the broken flag described in the module docs.
-#[derive(Clone)]
-struct Manager {
-    inner: RedisConnectionManager,
-}
-
-/// A pooled connection and its broken flag.
-struct Pooled {
-    conn: MultiplexedConnection,
-    broken: Arc<AtomicBool>,
-}
-
-impl bb8::ManageConnection for Manager {
-    type Connection = Pooled;
-    type Error = RedisError;
-
-    async fn connect(&self) -> Result<Pooled, RedisError> {
-        let conn = bb8::ManageConnection::connect(&self.inner).await?;
-        Ok(Pooled {
-            conn,
-            broken: Arc::default(),
-        })
-    }
-
-    async fn is_valid(&self, conn: &mut Pooled) -> Result<(), RedisError> {
-        if conn.broken.load(Ordering::Relaxed) {
-            Err(RedisError::from((
-                redis::ErrorKind::Io,
-                "connection marked broken",
-            )))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn has_broken(&self, conn: &mut Pooled) -> bool {
-        conn.broken.load(Ordering::Relaxed)
-    }
-}
-
-/// Command metrics of one pool, shared with its connections.
-pub(crate) struct CommandMetrics {
-    /// Seconds per command or script call, failures included.
-    pub(crate) latency: Histogram,
-    /// Failed commands: the connection dropped, no answer in time, an error reply.
-    pub(crate) failures: [Counter; 3],
-}
-
 /// One named pool.
 #[derive(Clone)]
 pub struct RedisPool {
@@ -110,6 +63,8 @@ pub struct RedisPool {
     threads: Arc<ThreadPools>,
     config: Arc<RedisPoolConfig>,
     metrics: Arc<CommandMetrics>,
+    /// Stops the Sentinel watch (`connect::watch_failovers`) with the last clone.
+    _watch: Option<Arc<DropGuard>>,
 }
 
 /// The pools that threads built for one [`RedisPool`], for its metrics.
@@ -200,16 +155,15 @@ impl RedisPool {
     ///
     /// Invalid settings, or (with `pool_prefill`) Redis unreachable.
     pub async fn new(config: &RedisPoolConfig) -> Result<Self, PoolError> {
-        let inner =
-            RedisConnectionManager::new(config.url()).map_err(|source| PoolError::Config {
-                pool: config.name.clone(),
-                source,
-            })?;
-        let manager = Manager { inner };
-        let builder = builder(config);
+        let manager = Manager::new(config).map_err(|source| PoolError::Config {
+            pool: config.name.clone(),
+            source,
+        })?;
+        let builder = builder(config, &manager);
         let pool = if config.pool_prefill {
+            let size = builder_size(config, &manager);
             builder
-                .min_idle(Some(config.pool_size))
+                .min_idle(Some(size))
                 .build(manager.clone())
                 .await
                 .map_err(|e| PoolError::Unavailable {
@@ -219,6 +173,12 @@ impl RedisPool {
         } else {
             builder.build_unchecked(manager.clone())
         };
+        let watch = (config.mode == RedisMode::Sentinel).then(|| {
+            let stop = CancellationToken::new();
+            let watch = super::connect::watch_failovers(config.clone(), manager.clone(), stop.clone());
+            tokio::spawn(watch);
+            Arc::new(stop.drop_guard())
+        });
         Ok(Self {
             pool,
             threads: Arc::new(ThreadPools {
@@ -226,10 +186,8 @@ impl RedisPool {
                 live: Mutex::default(),
             }),
             config: Arc::new(config.clone()),
-            metrics: Arc::new(CommandMetrics {
-                latency: crate::metrics::seconds_histogram(),
-                failures: Default::default(),
-            }),
+            metrics: Arc::default(),
+            _watch: watch,
         })
     }
 
@@ -239,9 +197,9 @@ impl RedisPool {
     /// failed asks here, with one direct connection, to report a configuration error
     /// instead of an outage. `None` when Redis cannot be reached at all, or accepts them.
     pub async fn refusal(config: &RedisPoolConfig) -> Option<String> {
-        let client = redis::Client::open(config.url()).ok()?;
+        let manager = Manager::new(config).ok()?;
         let attempt = async {
-            let mut conn = client.get_multiplexed_async_connection().await?;
+            let mut conn = manager.open().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
         let err = match tokio::time::timeout(config.timeout, attempt).await {
@@ -306,6 +264,48 @@ impl RedisPool {
         })
     }
 
+    /// A connection of the pool's deployment that is nobody else's and not pooled, without
+    /// a response timeout: for a blocking read (`XREADGROUP BLOCK`), which would hold up the
+    /// commands multiplexed on a shared connection.
+    ///
+    /// # Errors
+    ///
+    /// No connection within the pool's timeout.
+    pub async fn dedicated(&self) -> Result<super::AnyConn, PoolError> {
+        self.threads
+            .manager
+            .open_dedicated()
+            .await
+            .map_err(|e| PoolError::Unavailable {
+                pool: self.config.name.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Whether the pool talks to a Redis Cluster (multi-key commands must then stay in one
+    /// hash slot).
+    pub fn is_cluster(&self) -> bool {
+        self.threads.manager.is_cluster()
+    }
+
+    /// The primary's address, for a raw connection of its own (client-side caching,
+    /// pub/sub): the configured one, or the one the Sentinels name now; `None` for a
+    /// cluster (one primary per shard).
+    ///
+    /// # Errors
+    ///
+    /// The Sentinels could not be asked.
+    pub async fn primary(&self) -> Result<Option<(String, u16)>, PoolError> {
+        self.threads
+            .manager
+            .primary(&self.config)
+            .await
+            .map_err(|e| PoolError::Unavailable {
+                pool: self.config.name.clone(),
+                message: e.to_string(),
+            })
+    }
+
     /// This thread's pool, built now if this is its first use here. Without `pool_prefill`
     /// it opens connections as they are needed; with it, it keeps one open.
     fn thread_pool(&self) -> bb8::Pool<Manager> {
@@ -318,7 +318,7 @@ impl RedisPool {
                 return own.pool.clone();
             }
             let min_idle = self.config.pool_prefill.then_some(1);
-            let pool = builder(&self.config)
+            let pool = builder(&self.config, &self.threads.manager)
                 .min_idle(min_idle)
                 .build_unchecked(self.threads.manager.clone());
             let id = next_id();
@@ -355,89 +355,21 @@ impl RedisPool {
     }
 }
 
-/// Why a command failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RedisFailure {
-    /// The connection was closed under the command (Redis restarted, or closed an idle
-    /// connection): the connection is replaced and a retry on another one may well succeed.
-    #[error("{0}")]
-    Dropped(String),
-    /// No answer within the timeout (the connection is replaced; Redis is down or stalled).
-    #[error("{0}")]
-    Unreachable(String),
-    /// Redis answered with an error (a script error, a wrong type).
-    #[error("{0}")]
-    Server(String),
+/// Connections per pool: `pool_size`, or one for a cluster, whose connection multiplexes
+/// every node.
+fn builder_size(config: &RedisPoolConfig, manager: &Manager) -> u32 {
+    if manager.is_cluster() {
+        1
+    } else {
+        config.pool_size
+    }
 }
 
 /// The settings every pool of `config` is built with (the home pool and the threads').
-fn builder(config: &RedisPoolConfig) -> bb8::Builder<Manager> {
+fn builder(config: &RedisPoolConfig, manager: &Manager) -> bb8::Builder<Manager> {
     bb8::Pool::builder()
-        .max_size(config.pool_size)
+        .max_size(builder_size(config, manager))
         .connection_timeout(config.timeout)
-        // The broken flag replaces bb8-redis' PING on every check-out.
+        // The broken flag replaces a PING on every check-out.
         .test_on_check_out(true)
-}
-
-/// A connection for one operation, with the pool's command timeout.
-pub struct RedisConn {
-    conn: MultiplexedConnection,
-    broken: Arc<AtomicBool>,
-    timeout: Duration,
-    metrics: Arc<CommandMetrics>,
-}
-
-impl RedisConn {
-    /// Runs one command or script invocation built by `op`, bounded by the pool's timeout.
-    /// A timeout or an I/O error marks the connection broken so the pool replaces it.
-    ///
-    /// # Errors
-    ///
-    /// The command failed, or did not answer in time.
-    pub async fn run<T, F, Fut>(&mut self, op: F) -> Result<T, RedisFailure>
-    where
-        F: FnOnce(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = Result<T, RedisError>>,
-    {
-        let started = std::time::Instant::now();
-        let outcome = self.run_timed(op).await;
-        self.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(failure) = &outcome {
-            let kind = match failure {
-                RedisFailure::Dropped(_) => 0,
-                RedisFailure::Unreachable(_) => 1,
-                RedisFailure::Server(_) => 2,
-            };
-            self.metrics.failures[kind].inc();
-        }
-        outcome
-    }
-
-    async fn run_timed<T, F, Fut>(&mut self, op: F) -> Result<T, RedisFailure>
-    where
-        F: FnOnce(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = Result<T, RedisError>>,
-    {
-        match tokio::time::timeout(self.timeout, op(self.conn.clone())).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) if err.is_io_error() || err.is_connection_dropped() => {
-                self.broken.store(true, Ordering::Relaxed);
-                Err(RedisFailure::Dropped(err.to_string()))
-            }
-            Ok(Err(err)) if err.is_timeout() => {
-                self.broken.store(true, Ordering::Relaxed);
-                Err(RedisFailure::Unreachable(err.to_string()))
-            }
-            Ok(Err(err)) => Err(RedisFailure::Server(err.to_string())),
-            Err(_elapsed) => {
-                self.broken.store(true, Ordering::Relaxed);
-                Err(RedisFailure::Unreachable(format!(
-                    "no answer within {:?}",
-                    self.timeout
-                )))
-            }
-        }
-    }
 }

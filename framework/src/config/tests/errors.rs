@@ -114,6 +114,30 @@ fn error_lines_and_keys() {
             "[http]\nworkers = 2000\n",
             "config.ini:2: [http] workers: expected auto or a number of threads in 0..=1024, got \"2000\"",
         ),
+        (
+            "[redis]\nc[mode] = cluster\nc[db_index] = 2\n",
+            "config.ini:3: [redis] c[db_index]: a Redis Cluster has only database 0; expected c[db_index] = 0, got 2",
+        ),
+        (
+            "[redis]\ns[mode] = sentinel\ns[nodes] = 127.0.0.1:26379\n",
+            "config.ini:2: [redis] s[mode]: mode = sentinel needs s[master_name], the primary's name as the Sentinels know it (sentinel monitor NAME ...)",
+        ),
+        (
+            "[redis]\ns[mode] = sentinel\ns[master_name] = main\n",
+            "config.ini:2: [redis] s[mode]: mode = sentinel needs s[nodes], the Sentinels' host:port pairs (e.g. 10.0.0.1:26379, 10.0.0.2:26379)",
+        ),
+        (
+            "[redis]\nx[nodes] = 127.0.0.1:7000\n",
+            "config.ini:2: [redis] x[nodes]: x[nodes] is read with mode = cluster or sentinel; a standalone Redis is x[host] and x[port]",
+        ),
+        (
+            "[redis]\nx[mode] = cluster\nx[nodes] = 127.0.0.1\n",
+            "config.ini:3: [redis] x[nodes]: expected host:port pairs separated by commas (\"127.0.0.1\" has no port), got \"127.0.0.1\"",
+        ),
+        (
+            "[redis]\nx[mode] = ring\n",
+            "config.ini:2: [redis] x[mode]: expected one of standalone, cluster, sentinel, got \"ring\"",
+        ),
     ];
     for (text, expected) in cases {
         let text = format!("{text}{POOL}");

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::Script;
 
-use crate::redis::{PoolError, RedisFailure, RedisPool};
+use crate::redis::{AnyConn, PoolError, RedisFailure, RedisPool};
 use crate::session::store::StoreError;
 
 /// The store's way to Redis.
@@ -52,7 +51,7 @@ impl Client {
     /// trivially, commits through their token.
     pub(super) async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(AnyConn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let mut dropped = None;
