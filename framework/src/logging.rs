@@ -66,11 +66,10 @@ fn install(config: &Config) -> bool {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    let installed = match config.app.log_format {
+    match config.app.log_format {
         LogFormat::Json => builder.json().try_init().is_ok(),
         LogFormat::Text => builder.try_init().is_ok(),
-    };
-    installed
+    }
 }
 
 #[cfg(not(feature = "logging"))]
