@@ -27,6 +27,8 @@
 //! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]
 //!   responder.
 //! - [`handler`]: async functions as controllers.
+//! - [`static_files`]: a directory served as a route ([`StaticFiles`]): ranges, validators,
+//!   precompressed variants, confined to the directory.
 //! - [`component`]: parts an app installs whole ([`App::with`]).
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
@@ -56,6 +58,7 @@ pub mod respond;
 mod routing;
 pub mod server;
 pub mod session;
+pub mod static_files;
 pub mod template;
 
 pub use app::{App, ShutdownHooks};
@@ -74,6 +77,7 @@ pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Re
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
 pub use session::{CsrfForm, Session, SessionError, SessionManager, SessionRef};
+pub use static_files::StaticFiles;
 pub use template::{Template, TemplateError, Templates};
 
 /// Re-exported so applications name the same `http` types the framework uses.
