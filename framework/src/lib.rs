@@ -28,6 +28,8 @@
 //!   responder.
 //! - [`handler`]: async functions as controllers.
 //! - [`routes`]: groups of routes with middleware of their own ([`App::nest`], [`App::merge`]).
+//! - [`static_files`]: a directory served as a route ([`StaticFiles`]): ranges, validators,
+//!   precompressed variants, confined to the directory.
 //! - [`component`]: parts an app installs whole ([`App::with`]).
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
@@ -59,6 +61,7 @@ pub mod routes;
 mod routing;
 pub mod server;
 pub mod session;
+pub mod static_files;
 pub mod template;
 pub mod testing;
 
@@ -79,6 +82,7 @@ pub use routes::Routes;
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
 pub use session::{CsrfForm, Session, SessionError, SessionManager, SessionRef};
+pub use static_files::StaticFiles;
 pub use template::{Template, TemplateError, Templates};
 
 /// Re-exported so applications name the same `http` types the framework uses.

@@ -13,6 +13,7 @@
 //!   for an after-response commit.
 //! - [`store`]: one session-store test suite run against every store (the
 //!   [`store_suite!`] macro) and the fixtures of its cases.
+//! - [`static_dir`]: a temporary directory of files served by `StaticFiles`.
 //! - [`session_app`]: a custom app on the `Session` API, for the tests that call it
 //!   directly.
 //! - [`eventually`]: bounded polling.
@@ -24,6 +25,7 @@ pub mod process;
 pub mod redis;
 pub mod session;
 pub mod session_app;
+pub mod static_dir;
 pub mod store;
 
 use std::future::Future;
