@@ -185,9 +185,7 @@ impl http_body::Body for Body {
         match &mut self.get_mut().inner {
             Inner::Empty => Poll::Ready(None),
             Inner::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Incoming(incoming) => Pin::new(incoming)
-                .poll_frame(cx)
-                .map_err(|e| BoxError::from(e)),
+            Inner::Incoming(incoming) => Pin::new(incoming).poll_frame(cx).map_err(BoxError::from),
             Inner::Streaming(body) => body.as_mut().poll_frame(cx),
         }
     }
