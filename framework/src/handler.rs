@@ -22,6 +22,16 @@ pub use futures_util::future::BoxFuture;
 /// Something that answers a request: usually an `async fn` controller.
 ///
 /// `Args` only tells the implementations for different arities apart.
+///
+/// A function that is not a `Handler` gets one error whatever the cause; its notes list the
+/// rules.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Rondo controller",
+    label = "not a controller: see the rules below",
+    note = "a controller is an `async fn`; every argument but the last implements `FromRequestParts` (`Path`, `Query`, `State`, `Session`, `HeaderMap`, ...), the last may read the body (`FromRequest`): `Json`, `Form`, `CsrfForm`, `String`, `Bytes` or `Request` come last, and only one of them",
+    note = "its future must be `Send` (no `Rc`, `RefCell` borrow or `MutexGuard` held across an `.await`) and its output a `Responder`: `String`, `Json(value)`, `Html`, `Redirect`, `StatusCode`, `ErrorPage`, or `Result<T, E>` of responders",
+    note = "`State<T>` needs `T: Clone + Send + Sync + 'static`, registered with `App::state`"
+)]
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// Extracts the arguments, runs the controller and turns its answer into a response.
     fn call(
