@@ -19,18 +19,22 @@ use crate::respond::{RequestHead, Responder};
 /// A boxed, sendable future, as the framework passes them around (`futures-util`'s).
 pub use futures_util::future::BoxFuture;
 
+#[doc(hidden)]
+pub mod checks;
+
 /// Something that answers a request: usually an `async fn` controller.
 ///
 /// `Args` only tells the implementations for different arities apart.
 ///
-/// A function that is not a `Handler` gets one error whatever the cause; its notes list the
-/// rules.
+/// A function that is not a `Handler` gets one error whatever the cause; the notes list the
+/// rules, and `#[rondo::debug_handler]` on the function names the one broken.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a Rondo controller",
     label = "not a controller: see the rules below",
     note = "a controller is an `async fn`; every argument but the last implements `FromRequestParts` (`Path`, `Query`, `State`, `Session`, `HeaderMap`, ...), the last may read the body (`FromRequest`): `Json`, `Form`, `CsrfForm`, `String`, `Bytes` or `Request` come last, and only one of them",
     note = "its future must be `Send` (no `Rc`, `RefCell` borrow or `MutexGuard` held across an `.await`) and its output a `Responder`: `String`, `Json(value)`, `Html`, `Redirect`, `StatusCode`, `ErrorPage`, or `Result<T, E>` of responders",
-    note = "`State<T>` needs `T: Clone + Send + Sync + 'static`, registered with `App::state`"
+    note = "`State<T>` needs `T: Clone + Send + Sync + 'static`, registered with `App::state`",
+    note = "put `#[rondo::debug_handler]` on the controller for an error that names the argument at fault"
 )]
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// Extracts the arguments, runs the controller and turns its answer into a response.

@@ -65,10 +65,15 @@ pub use config::{Config, ConfigError, ConfigLoader};
 pub use context::AppContext;
 pub use dispatch::Service;
 pub use extract::{Form, Path, Query, Rejection, State};
+/// What `#[debug_handler]` expands to; not an API.
+#[doc(hidden)]
+pub use handler::checks as __private;
 pub use handler::Handler;
 pub use jobs::{Job, JobContext, JobError, Jobs};
 pub use middleware::{Middleware, Next};
 pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
+#[cfg(feature = "macros")]
+pub use rondo_macros::debug_handler;
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
 pub use session::{CsrfForm, Session, SessionError, SessionManager, SessionRef};
