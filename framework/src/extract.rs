@@ -2,7 +2,11 @@
 //!
 //! A controller is an async function whose arguments implement [`FromRequestParts`] (they
 //! read the head: path, query, headers, app state) except the last, which may implement
-//! [`FromRequest`] and consume the body ([`Json`], [`Form`], [`String`], [`Bytes`]).
+//! [`FromRequest`] and consume the body ([`Json`], [`Form`], [`String`], [`Bytes`]). The
+//! body can be read only once, after everything else: so a body extractor must be the last
+//! argument, and a controller takes at most one. The compiler reports a body extractor in
+//! the wrong place only as "not a Rondo controller"; `#[rondo::debug_handler]` on the
+//! controller names the argument instead.
 //! A failed extraction never reaches the controller: its typed [`Rejection`] answers instead,
 //! with the status code chosen here on purpose (400 malformed, 413 too large, 415 wrong media
 //! type, 422 well-formed but wrong shape).

@@ -2,11 +2,19 @@
 //!
 //! [`Handler`] is implemented for every `async fn` of up to eight arguments where each
 //! argument but the last implements [`FromRequestParts`], the last implements
-//! [`FromRequest`], and the output is a [`Responder`]. When an argument declares that it may
-//! defer work (`DEFERS`, e.g. a session that persists after the response), the controller
-//! runs inside a finishing scope ([`crate::respond::defer`]) and what was deferred runs once
-//! it has answered. The router stores handlers type-erased
-//! as a boxed closure, one allocation per route at start-up.
+//! [`FromRequest`], and the output is a [`Responder`]. So the body is read last, and once:
+//! a body extractor (`Json`, `Form`, `CsrfForm`, `String`, `Bytes`, `Request`) can only be
+//! the last argument. The future must be `Send`, as a multi-threaded runtime asks (requests
+//! run on one with `[http] workers = 0`).
+//!
+//! When a controller breaks one of these rules the compiler can only say that the function
+//! is not a [`Handler`]; put `#[rondo::debug_handler]` on it (the `macros` feature, on by
+//! default) and the error points at the argument or the return type at fault instead.
+//!
+//! When an argument declares that it may defer work (`DEFERS`, e.g. a session that persists
+//! after the response), the controller runs inside a finishing scope
+//! ([`crate::respond::defer`]) and what was deferred runs once it has answered. The router
+//! stores handlers type-erased as a boxed closure, one allocation per route at start-up.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -26,7 +26,8 @@
 //! - [`extract`]: controller arguments ([`Path`], [`Query`], [`Json`], [`Form`], [`State`]).
 //! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]
 //!   responder.
-//! - [`handler`]: async functions as controllers.
+//! - [`handler`]: async functions as controllers; `#[debug_handler]` (feature `macros`, on by
+//!   default) for compile errors that name the rule a controller broke.
 //! - [`component`]: parts an app installs whole ([`App::with`]).
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
