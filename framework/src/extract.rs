@@ -2,7 +2,11 @@
 //!
 //! A controller is an async function whose arguments implement [`FromRequestParts`] (they
 //! read the head: path, query, headers, app state) except the last, which may implement
-//! [`FromRequest`] and consume the body ([`Json`], [`Form`], [`String`], [`Bytes`]).
+//! [`FromRequest`] and consume the body ([`Json`], [`Form`], [`String`], [`Bytes`]). The
+//! body can be read only once, after everything else: so a body extractor must be the last
+//! argument, and a controller takes at most one. The compiler reports a body extractor in
+//! the wrong place only as "not a Rondo controller"; `#[rondo::debug_handler]` on the
+//! controller names the argument instead.
 //! A failed extraction never reaches the controller: its typed [`Rejection`] answers instead,
 //! with the status code chosen here on purpose (400 malformed, 413 too large, 415 wrong media
 //! type, 422 well-formed but wrong shape).
@@ -115,6 +119,16 @@ impl Responder for Rejection {
 }
 
 /// A controller argument built from the request head.
+///
+/// Every argument of a controller but the last must implement it; the last may implement
+/// [`FromRequest`] instead. Implement it for your own types to extract them from headers,
+/// the path or app state.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a controller argument before the last one",
+    label = "does not implement `FromRequestParts`",
+    note = "every argument but the last must read only the request head (`FromRequestParts`): `Path`, `Query`, `State`, `Session`, `HeaderMap`, `Method`, `Uri`, or your own type",
+    note = "a body extractor (`Json`, `Form`, `CsrfForm`, `String`, `Bytes`, `Request`) reads the body, which comes last: it must be the last argument, and only one"
+)]
 pub trait FromRequestParts: Sized + Send {
     /// The answer when extraction fails.
     type Rejection: Responder;
@@ -138,6 +152,15 @@ pub trait FromRequestParts: Sized + Send {
 
 /// A controller argument that may consume the whole request, body included. Only the last
 /// argument of a controller can be one.
+///
+/// Every [`FromRequestParts`] type is one too, so the last argument may also be a head
+/// extractor.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a controller argument",
+    label = "implements neither `FromRequestParts` nor `FromRequest`",
+    note = "controller arguments are extractors: `Path`, `Query`, `State`, `Session`, `HeaderMap`, `Method`, `Uri`, and, last, one body extractor: `Json`, `Form`, `CsrfForm`, `String`, `Bytes` or `Request`",
+    note = "for an app-wide value, register it with `App::state` and take `State<T>`; for your own type, implement `FromRequestParts`"
+)]
 pub trait FromRequest: Sized + Send {
     /// The answer when extraction fails.
     type Rejection: Responder;

@@ -2,11 +2,19 @@
 //!
 //! [`Handler`] is implemented for every `async fn` of up to eight arguments where each
 //! argument but the last implements [`FromRequestParts`], the last implements
-//! [`FromRequest`], and the output is a [`Responder`]. When an argument declares that it may
-//! defer work (`DEFERS`, e.g. a session that persists after the response), the controller
-//! runs inside a finishing scope ([`crate::respond::defer`]) and what was deferred runs once
-//! it has answered. The router stores handlers type-erased
-//! as a boxed closure, one allocation per route at start-up.
+//! [`FromRequest`], and the output is a [`Responder`]. So the body is read last, and once:
+//! a body extractor (`Json`, `Form`, `CsrfForm`, `String`, `Bytes`, `Request`) can only be
+//! the last argument. The future must be `Send`, as a multi-threaded runtime asks (requests
+//! run on one with `[http] workers = 0`).
+//!
+//! When a controller breaks one of these rules the compiler can only say that the function
+//! is not a [`Handler`]; put `#[rondo::debug_handler]` on it (the `macros` feature, on by
+//! default) and the error points at the argument or the return type at fault instead.
+//!
+//! When an argument declares that it may defer work (`DEFERS`, e.g. a session that persists
+//! after the response), the controller runs inside a finishing scope
+//! ([`crate::respond::defer`]) and what was deferred runs once it has answered. The router
+//! stores handlers type-erased as a boxed closure, one allocation per route at start-up.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,9 +27,23 @@ use crate::respond::{RequestHead, Responder};
 /// A boxed, sendable future, as the framework passes them around (`futures-util`'s).
 pub use futures_util::future::BoxFuture;
 
+#[doc(hidden)]
+pub mod checks;
+
 /// Something that answers a request: usually an `async fn` controller.
 ///
 /// `Args` only tells the implementations for different arities apart.
+///
+/// A function that is not a `Handler` gets one error whatever the cause; the notes list the
+/// rules, and `#[rondo::debug_handler]` on the function names the one broken.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Rondo controller",
+    label = "not a controller: see the rules below",
+    note = "a controller is an `async fn`; every argument but the last implements `FromRequestParts` (`Path`, `Query`, `State`, `Session`, `HeaderMap`, ...), the last may read the body (`FromRequest`): `Json`, `Form`, `CsrfForm`, `String`, `Bytes` or `Request` come last, and only one of them",
+    note = "its future must be `Send` (no `Rc`, `RefCell` borrow or `MutexGuard` held across an `.await`) and its output a `Responder`: `String`, `Json(value)`, `Html`, `Redirect`, `StatusCode`, `ErrorPage`, or `Result<T, E>` of responders",
+    note = "`State<T>` needs `T: Clone + Send + Sync + 'static`, registered with `App::state`",
+    note = "put `#[rondo::debug_handler]` on the controller for an error that names the argument at fault"
+)]
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// What the handler's arguments need from the app's state (checked at start-up).
     fn state_needs() -> Vec<StateNeed> {

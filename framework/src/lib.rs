@@ -26,7 +26,8 @@
 //! - [`extract`]: controller arguments ([`Path`], [`Query`], [`Json`], [`Form`], [`State`]).
 //! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]
 //!   responder.
-//! - [`handler`]: async functions as controllers.
+//! - [`handler`]: async functions as controllers; `#[debug_handler]` (feature `macros`, on by
+//!   default) for compile errors that name the rule a controller broke.
 //! - [`routes`]: groups of routes with middleware of their own ([`App::nest`], [`App::merge`]).
 //! - [`static_files`]: a directory served as a route ([`StaticFiles`]): ranges, validators,
 //!   precompressed variants, confined to the directory.
@@ -74,10 +75,15 @@ pub use config::{Config, ConfigError, ConfigLoader};
 pub use context::AppContext;
 pub use dispatch::Service;
 pub use extract::{Form, Path, Query, Rejection, State};
+/// What `#[debug_handler]` expands to; not an API.
+#[doc(hidden)]
+pub use handler::checks as __private;
 pub use handler::Handler;
 pub use jobs::{Job, JobContext, JobError, Jobs};
 pub use middleware::{Middleware, Next};
 pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
+#[cfg(feature = "macros")]
+pub use rondo_macros::debug_handler;
 pub use routes::Routes;
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};

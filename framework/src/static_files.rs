@@ -294,6 +294,8 @@ impl StaticFiles {
 #[derive(Debug)]
 pub enum StaticFilesArgs {}
 
+// Kept out of the hints of a controller that does not compile: they would suggest it.
+#[diagnostic::do_not_recommend]
 impl Handler<StaticFilesArgs> for StaticFiles {
     fn call(
         &self,

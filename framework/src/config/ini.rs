@@ -158,7 +158,7 @@ fn parse_key(p: &Parser<'_>, key: &str) -> Result<(Option<String>, String), Conf
         None => (None, key),
     };
     let valid = |s: &str| !s.is_empty() && s.chars().all(is_name_char);
-    if !valid(name) || !pool.map_or(true, valid) {
+    if !valid(name) || !pool.is_none_or(valid) {
         return Err(bad("unexpected character or empty part"));
     }
     Ok((pool.map(str::to_owned), name.to_owned()))

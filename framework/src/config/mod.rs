@@ -95,8 +95,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind};
 pub use jobs::JobsConfig;
-pub use section::Section;
 pub use redis::{RedisMode, RedisPoolConfig};
+pub use section::Section;
 pub use settings::{
     AppConfig, CookieSecure, Env, HttpConfig, LogFormat, PersistMode, ReadCheck, SameSite,
     SessionConfig, StoreKind, RESERVED_FILES,

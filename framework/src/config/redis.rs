@@ -173,7 +173,6 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-
 /// `host:port, host:port, ...` (`[::1]:6379` for IPv6).
 pub(crate) fn parse_nodes(raw: &str) -> Result<Vec<(String, u16)>, String> {
     raw.split(',')

@@ -182,7 +182,10 @@ impl Manager {
     /// The primary's address for a raw connection (client-side caching, pub/sub): the
     /// configured one, or the one the Sentinels name now. `None` for a cluster, which has
     /// one primary per shard.
-    pub(crate) async fn primary(&self, config: &RedisPoolConfig) -> RedisResult<Option<(String, u16)>> {
+    pub(crate) async fn primary(
+        &self,
+        config: &RedisPoolConfig,
+    ) -> RedisResult<Option<(String, u16)>> {
         match &*self.target {
             Target::Standalone(_) => Ok(Some((config.host.clone(), config.port))),
             Target::Sentinel {

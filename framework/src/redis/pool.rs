@@ -175,7 +175,8 @@ impl RedisPool {
         };
         let watch = (config.mode == RedisMode::Sentinel).then(|| {
             let stop = CancellationToken::new();
-            let watch = super::connect::watch_failovers(config.clone(), manager.clone(), stop.clone());
+            let watch =
+                super::connect::watch_failovers(config.clone(), manager.clone(), stop.clone());
             tokio::spawn(watch);
             Arc::new(stop.drop_guard())
         });

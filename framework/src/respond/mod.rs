@@ -110,6 +110,12 @@ pub trait IntoResponse {
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a responder, so a controller cannot return it",
+    label = "does not implement `Responder`",
+    note = "return `String`, `&'static str`, `Json(value)`, `Html(..)`, `Redirect`, `StatusCode`, `(StatusCode, R)`, `ErrorPage`, or `Result<T, E>` where `T` and `E` are responders",
+    note = "wrap a `serde_json::Value` or any `Serialize` type in `Json(..)`; turn an `Option` into a `Result` (`.ok_or(ErrorPage::new(StatusCode::NOT_FOUND, \"...\"))`); give an error type `impl Responder` or `.map_err` it to an `ErrorPage`"
+)]
 pub trait Responder: Send {
     /// Answers the request described by `head`.
     fn respond(self, head: &RequestHead) -> Response;

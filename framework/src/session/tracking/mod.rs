@@ -448,7 +448,7 @@ async fn run(
             }
             Err(ConnectError::Transient(why)) => {
                 failures += 1;
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     tracing::warn!(reason = %why, attempts = failures, "Redis tracking connection unavailable; reads check the stored version");
                 }
                 tokio::select! {

@@ -1,0 +1,14 @@
+// (b) A body extractor before another argument.
+use rondo::{App, Json, Session, SessionError};
+
+async fn add_item(
+    Json(item): Json<String>,
+    session: Session,
+) -> Result<&'static str, SessionError> {
+    session.put("item", &item)?;
+    Ok("added")
+}
+
+fn main() {
+    let _routes = |app: App| app.post("/basket", add_item);
+}
