@@ -7,6 +7,8 @@
 //!   shop's answers (basket, CSRF tokens).
 //! - [`redis`]: a real `redis-server` child process per test, with inspection
 //!   helpers.
+//! - [`redis_ha`]: a local Redis Cluster (six nodes) and a Sentinel set (a primary, a
+//!   replica, three sentinels), with failovers on demand.
 //! - [`process`]: a binary run as a child process (the example app started with a config,
 //!   its address read from its log), for `example-app/tests`.
 //! - [`session`]: a session seen from outside: its Redis key and hash, its cookie, a wait
@@ -23,6 +25,7 @@ pub mod http;
 pub mod plain_app;
 pub mod process;
 pub mod redis;
+pub mod redis_ha;
 pub mod session;
 pub mod session_app;
 pub mod static_dir;

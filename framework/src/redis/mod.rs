@@ -12,11 +12,14 @@
 //! - `conn`: one connection of any deployment ([`AnyConn`]) and an operation on it
 //!   ([`RedisConn`]).
 //! - `metrics`: the pools' Prometheus metrics.
+//! - [`topology`]: a Redis Cluster's shards and hash slots, for connections of one's own per
+//!   primary.
 
 mod conn;
 mod connect;
 mod metrics;
 pub mod pool;
+pub mod topology;
 
 pub use conn::{AnyConn, RedisConn, RedisFailure};
 pub use pool::{PoolError, RedisPool};
