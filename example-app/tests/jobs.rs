@@ -158,7 +158,7 @@ async fn a_killed_process_job_runs_on_the_other() {
     let mut a = start_app_with(redis.port(), "killed-a", &settings(3000, "1s")).await;
     let cookie = log_in(&a, "kim").await;
     eventually("A to claim the job", DEADLINE, || async {
-        let pending = redis.cmd(&["XPENDING", "t:jobs:jobs", "rondo"]).await;
+        let pending = redis.cmd(&["XPENDING", "t:jobs:{jobs}", "rondo"]).await;
         matches!(pending, Reply::Array(ref summary) if summary.first() == Some(&Reply::Int(1)))
             .then_some(())
     })
@@ -197,9 +197,9 @@ async fn no_job_runs_twice() {
     for counter in ["retried", "requeued", "dead_lettered", "running"] {
         assert_eq!(total(&[&a, &b], counter).await, 0, "{counter}");
     }
-    assert_eq!(redis.cmd(&["XLEN", "t:jobs:jobs"]).await, Reply::Int(0));
+    assert_eq!(redis.cmd(&["XLEN", "t:jobs:{jobs}"]).await, Reply::Int(0));
     assert_eq!(
-        redis.cmd(&["XLEN", "t:jobs:jobs:dead"]).await,
+        redis.cmd(&["XLEN", "t:jobs:{jobs}:dead"]).await,
         Reply::Int(0)
     );
 }

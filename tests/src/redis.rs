@@ -286,7 +286,7 @@ impl RedisServer {
     /// When the command fails.
     pub async fn data_commands(&self) -> std::collections::BTreeMap<String, u64> {
         fn housekeeping(command: &str) -> bool {
-            matches!(command, "info" | "ping" | "hello")
+            matches!(command, "info" | "ping" | "hello" | "role")
                 || ["config", "client", "command"]
                     .iter()
                     .any(|prefix| command.starts_with(prefix))

@@ -284,11 +284,11 @@ async fn a_failing_job_is_retried_then_dead_lettered() {
     assert!(eventually(|| jobs.stats().dead_lettered == 1).await);
     let stats = jobs.stats();
     assert_eq!((stats.started, stats.retried, stats.succeeded), (3, 2, 0));
-    assert_eq!(xlen(&redis, "t:jobs:jobs:dead").await, 1);
-    assert_eq!(xlen(&redis, "t:jobs:jobs").await, 0);
+    assert_eq!(xlen(&redis, "t:jobs:{jobs}:dead").await, 1);
+    assert_eq!(xlen(&redis, "t:jobs:{jobs}").await, 0);
     let dead = format!(
         "{:?}",
-        redis.cmd(&["XRANGE", "t:jobs:jobs:dead", "-", "+"]).await
+        redis.cmd(&["XRANGE", "t:jobs:{jobs}:dead", "-", "+"]).await
     );
     assert!(dead.contains("failed 3 times"), "{dead}");
     jobs.shutdown().await;
@@ -312,7 +312,7 @@ async fn unreadable_entries_are_dead_lettered() {
     .start()
     .await
     .unwrap();
-    let stream = "t:jobs:jobs";
+    let stream = "t:jobs:{jobs}";
     redis
         .cmd(&[
             "XADD",
@@ -342,7 +342,7 @@ async fn unreadable_entries_are_dead_lettered() {
         ])
         .await;
     assert!(eventually(|| jobs.stats().dead_lettered == 2).await);
-    assert_eq!(xlen(&redis, "t:jobs:jobs:dead").await, 2);
+    assert_eq!(xlen(&redis, "t:jobs:{jobs}:dead").await, 2);
     jobs.dispatch(&Slow { tag: "ok".into() }).await.unwrap();
     assert!(eventually(|| jobs.stats().succeeded == 1).await);
     assert_eq!(gates.results(), ["ok attempt 1"]);
@@ -388,7 +388,7 @@ async fn shutdown_finishes_short_jobs_and_puts_long_ones_back() {
     assert!(stopping.elapsed() < Duration::from_secs(3));
     assert_eq!((long.stats().succeeded, long.stats().requeued), (0, 1));
     assert_eq!(
-        xlen(&redis, "t:jobs:jobs").await,
+        xlen(&redis, "t:jobs:{jobs}").await,
         1,
         "the job is back on the queue"
     );

@@ -39,7 +39,8 @@ pub struct JobsConfig {
     /// stopped and put back on the queue; default 5 s (counted within `[http]
     /// shutdown_timeout`).
     pub shutdown_timeout: Duration,
-    /// `stream`: the queue's name in Redis (`{prefix}jobs:{stream}`), letters, digits and
+    /// `stream`: the queue's name in Redis (its keys are `{prefix}jobs:{<stream>}...`, the
+    /// braces a hash tag that keeps them in one Redis Cluster slot), letters, digits and
     /// `_-.:`; default `jobs`.
     pub stream: String,
     /// `redis_connection_pool`: the `[redis]` pool of the queue; default none, meaning

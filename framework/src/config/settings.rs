@@ -121,9 +121,16 @@ config_enum! {
     /// `[session] read_check`: how a read knows its copy of a session is current.
     ReadCheck {
         /// `tracking`: Redis client-side caching invalidates copies, so a warm read sends
-        /// nothing to Redis (the default; falls back to `version` while unavailable).
+        /// nothing to Redis (the default; falls back to `version` while unavailable). Redis
+        /// remembers which sessions each server read and tells a server only about those
+        /// (key tracking); on a Redis Cluster, where that is not available, it is
+        /// `broadcast`, one connection per primary.
         #[default]
         Tracking = "tracking",
+        /// `broadcast`: as `tracking`, but every server hears of every session write (its
+        /// own included), whether or not it holds a copy: Redis keeps no table of who read
+        /// what.
+        Broadcast = "broadcast",
         /// `version`: every read asks Redis for the stored version (one `HGET`).
         Version = "version",
     }
@@ -277,7 +284,7 @@ pub struct SessionConfig {
     pub refresh_interval: Duration,
     /// `persist`: `after_response` | `before_response`; default `after_response`.
     pub persist: PersistMode,
-    /// `read_check`: `tracking` | `version`; default `tracking`.
+    /// `read_check`: `tracking` | `broadcast` | `version`; default `tracking`.
     pub read_check: ReadCheck,
     /// `max_size`: the largest serialized session, a size >= 1 KiB; default 256 KiB.
     pub max_size: usize,

@@ -163,6 +163,17 @@ fn check_redis_modes(config: &Config, lines: &HashMap<(String, String), usize>) 
                     ),
                 );
             }
+            RedisMode::Cluster if pool.prefix.contains(['{', '}']) => {
+                return refuse(
+                    "prefix",
+                    format!(
+                        "on a Redis Cluster {name}[prefix] must not contain braces: a hash tag \
+                         in the prefix would put every key in one slot (and on one node); \
+                         got {:?}",
+                        pool.prefix
+                    ),
+                );
+            }
             RedisMode::Sentinel if pool.master_name.is_none() => {
                 return refuse(
                     "mode",

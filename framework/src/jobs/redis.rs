@@ -1,12 +1,16 @@
 //! The durable queue: a Redis stream read through a consumer group.
 //!
-//! Keys, under the pool's prefix: `jobs:{stream}` (the stream; entries hold `id`, `name`,
-//! `attempts`, `payload`), `jobs:{stream}:dead` (the dead-letter stream, the same fields plus
-//! `error` and `failed_at`), `jobs:{stream}:delayed` (a sorted set of retries by due time,
-//! each a hash `jobs:{stream}:delayed:{id}:{attempts}` holding the entry's fields).
+//! Keys, under the pool's prefix, for the stream named `jobs` (`[jobs] stream`):
+//! `jobs:{jobs}` (the stream; entries hold `id`, `name`, `attempts`, `payload`),
+//! `jobs:{jobs}:dead` (the dead-letter stream, the same fields plus `error` and
+//! `failed_at`), `jobs:{jobs}:delayed` (a sorted set of retries by due time, each a hash
+//! `jobs:{jobs}:delayed:{id}:{attempts}` holding the entry's fields). The braces are a hash
+//! tag: on a Redis Cluster all the keys of one queue live in one slot, so the scripts below,
+//! which touch several of them at once, run there as they do on one server.
 //!
-//! - Fetching is `XREADGROUP ... BLOCK` on a connection of its own: a blocking read on a
-//!   pooled multiplexed connection would hold up every session command behind it.
+//! - Fetching is `XREADGROUP ... BLOCK` on a connection of its own (`RedisPool::dedicated`):
+//!   a blocking read on a pooled multiplexed connection would hold up every session command
+//!   behind it.
 //! - Every change of an entry's fate is one Lua script that first `XACK`s it: only the first
 //!   of two racing servers sees `XACK` answer 1, so an entry is retried, dead-lettered or
 //!   put back at most once, and an entry acknowledged by its (slow) runner is never also
@@ -17,15 +21,14 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script, Value};
+use redis::{Script, Value};
 
 use super::entry::{delivery, entry_list, fields, stream_entries, text};
 use super::envelope::{failed, Delivery, Envelope, Outcome};
 use super::error::JobsError;
 use super::stats::Counters;
 use crate::config::JobsConfig;
-use crate::redis::RedisPool;
+use crate::redis::{AnyConn, RedisPool};
 
 /// The consumer group every server of the app joins.
 const GROUP: &str = "rondo";
@@ -68,11 +71,10 @@ return #due
 
 /// The blocking reader's own connection; `None` until first use and after an error.
 #[derive(Default)]
-pub(crate) struct Reader(Option<MultiplexedConnection>);
+pub(crate) struct Reader(Option<AnyConn>);
 
 pub(crate) struct RedisQueue {
     pool: RedisPool,
-    client: Client,
     stream: String,
     dead: String,
     delayed: String,
@@ -90,14 +92,12 @@ impl RedisQueue {
         config: &JobsConfig,
         consumer: String,
     ) -> Result<Self, JobsError> {
-        let client = Client::open(pool.config().url()).map_err(unavailable)?;
-        let stream = format!("{}jobs:{}", pool.config().prefix, config.stream);
+        let stream = format!("{}jobs:{{{}}}", pool.config().prefix, config.stream);
         let queue = Self {
             dead: format!("{stream}:dead"),
             delayed: format!("{stream}:delayed"),
             stream,
             pool,
-            client,
             consumer,
             dead_max: config.dead_letter_max_len,
             claim_timeout: config.claim_timeout,
@@ -157,15 +157,7 @@ impl RedisQueue {
         let conn = match &reader.0 {
             Some(conn) => conn.clone(),
             None => {
-                let timeout = self.pool.config().timeout;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(BLOCK + timeout));
-                let conn = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                    .map_err(unavailable)?;
+                let conn = self.pool.dedicated().await.map_err(unavailable)?;
                 reader.0.insert(conn).clone()
             }
         };
@@ -177,7 +169,15 @@ impl RedisQueue {
             .arg(BLOCK.as_millis() as u64);
         cmd.arg("STREAMS").arg(&self.stream).arg(">");
         let mut c = conn;
-        match cmd.query_async::<Value>(&mut c).await {
+        let limit = BLOCK + self.pool.config().timeout;
+        let read = match tokio::time::timeout(limit, cmd.query_async::<Value>(&mut c)).await {
+            Ok(read) => read,
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "no answer to XREADGROUP in time",
+            ))),
+        };
+        match read {
             Ok(value) => Ok(stream_entries(&value).into_iter().map(delivery).collect()),
             Err(err) => {
                 if err.code() == Some("NOGROUP") {

@@ -61,6 +61,36 @@ impl ConnectionLike for AnyConn {
     }
 }
 
+impl AnyConn {
+    /// Runs the first `count` commands of `pipeline` in one round trip and answers every
+    /// reply, errors included as values. On a cluster the whole pipeline goes to the primary
+    /// of `key`, so it may carry keyless commands that are about that key's node (`WAIT`,
+    /// `CLIENT CACHING`).
+    ///
+    /// # Errors
+    ///
+    /// The connection failed.
+    pub(crate) async fn pipeline_on_node_of(
+        &mut self,
+        key: &str,
+        pipeline: &Pipeline,
+        count: usize,
+    ) -> redis::RedisResult<Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, 0, count).await,
+            Self::Cluster(c) => {
+                let route = redis::cluster_routing::SingleNodeRoutingInfo::SpecificNode(
+                    redis::cluster_routing::Route::with_key(
+                        key,
+                        redis::cluster_routing::SlotAddr::Master,
+                    ),
+                );
+                c.route_pipeline(pipeline.clone(), 0, count, route).await
+            }
+        }
+    }
+}
+
 /// Whether `err` means the connection is of no more use and must be replaced.
 ///
 /// A single connection is replaced on any sign that it no longer reaches a usable primary:
@@ -124,6 +154,9 @@ pub struct RedisConn {
     pub(crate) broken: Arc<AtomicBool>,
     pub(crate) timeout: Duration,
     pub(crate) metrics: Arc<CommandMetrics>,
+    /// Its key tracking redirects to this node's tracking connection: a read after
+    /// `CLIENT CACHING YES` is tracked.
+    pub(crate) tracked: bool,
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -140,6 +173,12 @@ impl RedisConn {
     /// one hash slot).
     pub fn is_cluster(&self) -> bool {
         matches!(self.conn, AnyConn::Cluster(_))
+    }
+
+    /// Whether reads on it can be tracked for this node's client-side caching (see the
+    /// session layer's key tracking): they must then follow `CLIENT CACHING YES`.
+    pub(crate) fn is_tracked(&self) -> bool {
+        self.tracked
     }
 
     /// Runs one command, pipeline or script invocation built by `op`, bounded by the pool's

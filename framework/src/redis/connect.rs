@@ -32,7 +32,11 @@ enum Target {
         master_name: String,
         node: SentinelNodeConnectionInfo,
     },
-    Cluster(ClusterClient),
+    Cluster {
+        client: Box<ClusterClient>,
+        /// The same nodes without a response timeout, for blocking reads.
+        blocking: Box<ClusterClient>,
+    },
 }
 
 /// Opens connections for one named pool (bb8's manager of its pools).
@@ -42,6 +46,60 @@ pub(crate) struct Manager {
     timeout: Duration,
     /// Bumped when the Sentinels announce a failover: connections opened before are retired.
     pub(crate) generation: Arc<AtomicU64>,
+    /// Where the data connections redirect their key tracking (the session layer's
+    /// tracking connection), when it is up.
+    pub(crate) redirect: Arc<Redirect>,
+}
+
+/// The key-tracking redirection of a pool's data connections.
+///
+/// The session layer's tracking connection publishes its `CLIENT ID` here with its epoch
+/// while it is up. Every connection the pool opens then starts with
+/// `CLIENT TRACKING ON REDIRECT <id> OPTIN NOLOOP`, and remembers the epoch it was armed
+/// for; a connection armed for another epoch (or not armed while one is published) is
+/// retired at its next check-out. So a connection checked out while epoch `E` is published
+/// is armed for `E`: a read made on it after `CLIENT CACHING YES` is tracked for this node.
+#[derive(Debug, Default)]
+pub(crate) struct Redirect {
+    /// The published epoch; 0: none.
+    epoch: AtomicU64,
+    /// The tracking connection's id, with the epoch it belongs to.
+    target: parking_lot::Mutex<Option<(u64, u64)>>,
+}
+
+impl Redirect {
+    /// Publishes the tracking connection `client_id` of `epoch`.
+    pub(crate) fn set(&self, epoch: u64, client_id: u64) {
+        let mut target = self.target.lock();
+        *target = Some((epoch, client_id));
+        self.epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    /// Withdraws the redirection (the tracking connection is down).
+    pub(crate) fn clear(&self) {
+        let mut target = self.target.lock();
+        *target = None;
+        self.epoch.store(0, Ordering::SeqCst);
+    }
+
+    /// A data connection could not be redirected to the target of `epoch` (it is gone):
+    /// withdraws it, so that the tracking connection notices and starts over.
+    fn failed(&self, epoch: u64) {
+        let mut target = self.target.lock();
+        if matches!(*target, Some((e, _)) if e == epoch) {
+            *target = None;
+            self.epoch.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// The published epoch; 0 when none.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn target(&self) -> Option<(u64, u64)> {
+        *self.target.lock()
+    }
 }
 
 /// A pooled connection, its broken flag, and the failover generation it was opened in.
@@ -49,6 +107,8 @@ pub(crate) struct Pooled {
     pub(crate) conn: AnyConn,
     pub(crate) broken: Arc<AtomicBool>,
     generation: u64,
+    /// The [`Redirect`] epoch its key tracking was armed for; 0: not armed.
+    pub(crate) armed: u64,
 }
 
 fn invalid(message: String) -> RedisError {
@@ -100,27 +160,30 @@ impl Manager {
                         url
                     })
                     .collect();
-                Target::Cluster(
-                    ClusterClientBuilder::new(nodes)
+                let builder = || {
+                    ClusterClientBuilder::new(nodes.clone())
                         .connection_timeout(config.timeout)
-                        .response_timeout(config.timeout)
                         // redis-rs waits at least 1.28 s before its first retry by default.
                         .min_retry_wait(50)
                         .max_retry_wait(500)
-                        .build()?,
-                )
+                };
+                Target::Cluster {
+                    client: Box::new(builder().response_timeout(config.timeout).build()?),
+                    blocking: Box::new(builder().build()?),
+                }
             }
         };
         Ok(Self {
             target: Arc::new(target),
             timeout: config.timeout,
             generation: Arc::default(),
+            redirect: Arc::default(),
         })
     }
 
     /// Whether connections are a cluster's.
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(*self.target, Target::Cluster(_))
+        matches!(*self.target, Target::Cluster { .. })
     }
 
     fn single_config(&self) -> AsyncConnectionConfig {
@@ -131,17 +194,21 @@ impl Manager {
 
     /// Opens a connection of the deployment, within the timeout.
     pub(crate) async fn open(&self) -> RedisResult<AnyConn> {
-        self.open_with(self.single_config()).await
+        self.open_with(self.single_config(), false).await
     }
 
     /// Opens a connection that is nobody else's (a blocking read must not hold up the
     /// commands multiplexed on a shared one); without a response timeout, since it blocks.
     pub(crate) async fn open_dedicated(&self) -> RedisResult<AnyConn> {
         let config = AsyncConnectionConfig::new().set_connection_timeout(Some(self.timeout));
-        self.open_with(config).await
+        self.open_with(config, true).await
     }
 
-    async fn open_with(&self, single: AsyncConnectionConfig) -> RedisResult<AnyConn> {
+    async fn open_with(
+        &self,
+        single: AsyncConnectionConfig,
+        blocking: bool,
+    ) -> RedisResult<AnyConn> {
         let open = async {
             match &*self.target {
                 Target::Standalone(client) => Ok(AnyConn::Single(
@@ -165,7 +232,11 @@ impl Manager {
                             .await?,
                     ))
                 }
-                Target::Cluster(client) => {
+                Target::Cluster {
+                    client,
+                    blocking: for_blocking,
+                } => {
+                    let client = if blocking { for_blocking } else { client };
                     Ok(AnyConn::Cluster(client.get_async_connection().await?))
                 }
             }
@@ -203,7 +274,7 @@ impl Manager {
                     _ => None,
                 })
             }
-            Target::Cluster(_) => Ok(None),
+            Target::Cluster { .. } => Ok(None),
         }
     }
 }
@@ -223,10 +294,41 @@ impl bb8::ManageConnection for Manager {
 
     async fn connect(&self) -> Result<Pooled, RedisError> {
         let generation = self.generation.load(Ordering::Acquire);
+        let mut conn = self.open().await?;
+        let armed = match self.redirect.target() {
+            Some((epoch, client_id)) if !self.is_cluster() => {
+                let mut command = redis::cmd("CLIENT");
+                command
+                    .arg("TRACKING")
+                    .arg("ON")
+                    .arg("REDIRECT")
+                    .arg(client_id)
+                    .arg("OPTIN")
+                    .arg("NOLOOP");
+                let arm = command.query_async::<()>(&mut conn);
+                match tokio::time::timeout(self.timeout, arm).await {
+                    Ok(Ok(())) => epoch,
+                    Ok(Err(err)) if err.code().is_some() => {
+                        tracing::debug!(error = %err, "key tracking could not be redirected; the tracking connection starts over");
+                        self.redirect.failed(epoch);
+                        0
+                    }
+                    Ok(Err(err)) => return Err(err),
+                    Err(_) => {
+                        return Err(RedisError::from((
+                            redis::ErrorKind::Io,
+                            "no answer to CLIENT TRACKING within the timeout",
+                        )))
+                    }
+                }
+            }
+            _ => 0,
+        };
         Ok(Pooled {
-            conn: self.open().await?,
+            conn,
             broken: Arc::default(),
             generation,
+            armed,
         })
     }
 
@@ -244,6 +346,7 @@ impl bb8::ManageConnection for Manager {
     fn has_broken(&self, conn: &mut Pooled) -> bool {
         conn.broken.load(Ordering::Relaxed)
             || conn.generation != self.generation.load(Ordering::Acquire)
+            || (conn.armed != self.redirect.epoch() && !self.is_cluster())
     }
 }
 

@@ -262,7 +262,19 @@ impl RedisPool {
             broken: pooled.broken.clone(),
             timeout: self.config.timeout,
             metrics: self.metrics.clone(),
+            tracked: pooled.armed != 0,
         })
+    }
+
+    /// Where the pool's data connections redirect their key tracking.
+    pub(crate) fn redirect(&self) -> &Arc<super::connect::Redirect> {
+        &self.threads.manager.redirect
+    }
+
+    /// How many failovers the Sentinels have announced so far (0 for other deployments):
+    /// a raw connection to the primary opened before the last one reaches a demoted node.
+    pub(crate) fn failovers(&self) -> u64 {
+        self.threads.manager.generation.load(Ordering::Acquire)
     }
 
     /// A connection of the pool's deployment that is nobody else's and not pooled, without

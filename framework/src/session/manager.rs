@@ -14,9 +14,9 @@ use super::id::{SessionId, SessionRef};
 use super::settings::Settings;
 use super::stats::{Gauges, SessionStats};
 use super::store::{Backend, MemoryStore, RedisStore, SessionStore};
-use super::tracking::{Holders, Tracking};
+use super::tracking::{Holders, Mode, Tracking};
 use crate::component::{Component, Installer};
-use crate::config::{Config, ReadCheck, RedisPoolConfig, StoreKind};
+use crate::config::{Config, ReadCheck, StoreKind};
 use crate::redis::{Redis, RedisPool};
 
 /// The app's session manager: start sessions from requests, open them from background work,
@@ -59,24 +59,28 @@ impl SessionManager {
         Self::build(Arc::new(store), config, prefix, None)
     }
 
-    /// The manager, with Redis client-side caching from the pool of `tracked` if given.
+    /// The manager, with Redis client-side caching on `tracked` (a pool and a mode) if given.
     fn build(
         store: Arc<dyn SessionStore>,
         config: &Config,
         prefix: &str,
-        tracked: Option<&RedisPoolConfig>,
+        tracked: Option<(RedisPool, Mode)>,
     ) -> Self {
         let settings = Settings::from_config(config, prefix.to_owned());
         let registry = Arc::new(Registry::new());
         let stats = Arc::new(SessionStats::default());
         let closing = CancellationToken::new();
-        let tracking = tracked.map(|pool| {
+        let tracking = tracked.map(|(pool, mode)| {
             let holders: std::sync::Weak<dyn Holders> = Arc::downgrade(&registry) as _;
             Tracking::start(
-                pool.clone(),
+                pool,
+                mode,
                 format!("{prefix}session:"),
                 holders,
-                stats.invalidations.clone(),
+                (
+                    stats.invalidations.clone(),
+                    stats.invalidations_received.clone(),
+                ),
                 closing.clone(),
             )
         });
@@ -146,8 +150,12 @@ impl SessionManager {
         match store {
             Ok(store) => {
                 tracing::info!(redis = %where_, pool = %pool_config.name, "sessions stored in Redis");
-                let tracked =
-                    (config.session.read_check == ReadCheck::Tracking).then_some(pool_config);
+                let mode = match config.session.read_check {
+                    ReadCheck::Tracking => Some(Mode::Keys),
+                    ReadCheck::Broadcast => Some(Mode::Broadcast),
+                    ReadCheck::Version => None,
+                };
+                let tracked = mode.map(|mode| (store.pool().clone(), mode));
                 Ok(Self::build(
                     Arc::new(store),
                     config,

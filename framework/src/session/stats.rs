@@ -41,6 +41,8 @@ pub(crate) struct SessionStats {
     pub(crate) commit_seconds: Histogram,
     /// Invalidations Redis pushed for keys with a live actor on this node.
     pub(crate) invalidations: Counter,
+    /// Invalidations Redis pushed at all (one per key), held here or not.
+    pub(crate) invalidations_received: Counter,
 }
 
 impl Default for SessionStats {
@@ -57,6 +59,7 @@ impl Default for SessionStats {
             changes_per_commit: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             commit_seconds: crate::metrics::seconds_histogram(),
             invalidations: Counter::default(),
+            invalidations_received: Counter::default(),
         }
     }
 }
@@ -110,6 +113,11 @@ impl SessionStats {
                 "rondo_session_invalidations",
                 "Invalidations Redis pushed for sessions live on this node",
                 &self.invalidations,
+            ),
+            (
+                "rondo_session_invalidations_received",
+                "Invalidations Redis pushed to this node, for sessions live here or not",
+                &self.invalidations_received,
             ),
         ];
         for (name, help, counter) in counters {

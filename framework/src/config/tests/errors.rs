@@ -104,7 +104,7 @@ fn error_lines_and_keys() {
         ),
         (
             "[session]\nread_check = always\n",
-            "config.ini:2: [session] read_check: expected one of tracking, version, got \"always\"",
+            "config.ini:2: [session] read_check: expected one of tracking, broadcast, version, got \"always\"",
         ),
         (
             "[http]\nworkers = many\n",
@@ -117,6 +117,10 @@ fn error_lines_and_keys() {
         (
             "[redis]\nc[mode] = cluster\nc[db_index] = 2\n",
             "config.ini:3: [redis] c[db_index]: a Redis Cluster has only database 0; expected c[db_index] = 0, got 2",
+        ),
+        (
+            "[redis]\nc[mode] = cluster\nc[prefix] = {app}:\n",
+            "config.ini:3: [redis] c[prefix]: on a Redis Cluster c[prefix] must not contain braces: a hash tag in the prefix would put every key in one slot (and on one node); got \"{app}:\"",
         ),
         (
             "[redis]\ns[mode] = sentinel\ns[nodes] = 127.0.0.1:26379\n",

@@ -228,6 +228,11 @@ impl Actor {
                 }
                 return self.answer(Ok(()));
             }
+            // A commit that lands leaves the stored record equal to this actor's copy; with
+            // key tracking it also left the key tracked for this node (the store's scripts
+            // end with a read), so the copy can vouch for itself until someone else writes.
+            let tracking = self.shared.tracking.as_ref();
+            let ticket = tracking.map(|t| t.ticket(&self.stamp));
             match self
                 .shared
                 .store
@@ -235,6 +240,9 @@ impl Actor {
                 .await
             {
                 Ok(Commit::Done { version }) => {
+                    if let (Some(tracking), Some(ticket)) = (tracking, ticket) {
+                        tracking.confirm(&self.stamp, ticket);
+                    }
                     let stats = &self.shared.stats;
                     stats.commits.inc();
                     stats.changes_per_commit.observe(self.pending.len() as f64);

@@ -46,7 +46,7 @@ use self::reference::Board;
 use crate::session::settings::Settings;
 use crate::session::stats::SessionStats;
 use crate::session::store::{SessionStore, StoreKey};
-use crate::session::tracking::Tracking;
+use crate::session::tracking::{Stamp, Tracking};
 
 /// What a manager's actors (and the handles that reach them) share: data only.
 pub(crate) struct Shared {
@@ -118,6 +118,8 @@ struct Actor {
     key: StoreKey,
     /// Shared with every [`ActorRef`]: where the current copy is published for readers.
     published: Arc<Board>,
+    /// Shared with every [`ActorRef`]: the tracking state of the copy.
+    stamp: Arc<Stamp>,
     generation: u64,
     registered: bool,
     rx: mpsc::Receiver<Box<Msg>>,

@@ -130,7 +130,7 @@ mod tests {
         let actor = ActorRef {
             tx,
             published: Arc::default(),
-            stamp: Arc::new(Stamp::new(false)),
+            stamp: Arc::new(Stamp::new(false, "test")),
         };
         (actor, rx)
     }

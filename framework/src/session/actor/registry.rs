@@ -78,7 +78,7 @@ impl Registry {
         let actor = ActorRef {
             tx,
             published: Arc::default(),
-            stamp: Arc::new(Stamp::new(registered)),
+            stamp: Arc::new(Stamp::new(registered, key.as_str())),
         };
         if registered {
             shard.insert(key.clone(), (generation, actor.clone()));
@@ -92,6 +92,7 @@ impl Registry {
             rx,
             fresh,
             registered,
+            actor.stamp.clone(),
         );
         task.published = actor.published.clone();
         shared.tracker.spawn(Box::new(task).run());

@@ -15,6 +15,7 @@ use super::registry::MAILBOX;
 use super::{Actor, Base, Pending, Shared, Unapplied};
 use crate::session::error::SessionError;
 use crate::session::store::StoreKey;
+use crate::session::tracking::Stamp;
 
 impl Actor {
     pub(super) fn new(
@@ -24,11 +25,13 @@ impl Actor {
         rx: mpsc::Receiver<Box<Msg>>,
         fresh: bool,
         registered: bool,
+        stamp: Arc<Stamp>,
     ) -> Self {
         Self {
             shared,
             key,
             published: Arc::default(),
+            stamp,
             generation,
             registered,
             rx,
@@ -351,7 +354,8 @@ mod tests {
         let key = crate::session::SessionId::generate()
             .expect("random")
             .store_key("");
-        let actor = Actor::new(manager.shared.clone(), key, 1, rx, true, false);
+        let stamp = Arc::new(Stamp::new(false, key.as_str()));
+        let actor = Actor::new(manager.shared.clone(), key, 1, rx, true, false, stamp);
         let state = std::mem::size_of_val(&actor);
         let future = std::mem::size_of_val(&Box::new(actor).run());
         // The task holds the loop's state and a pointer to the boxed actor: an idle actor

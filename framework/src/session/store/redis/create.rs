@@ -20,7 +20,7 @@ use bytes::Bytes;
 use redis::{Script, Value};
 
 use super::batch::Batcher;
-use super::client::{commit_token, millis, Client};
+use super::client::{commit_token, millis, Client, Kind};
 use super::dump;
 use crate::session::store::{Commit, Delta, StoreError, StoreKey};
 
@@ -46,6 +46,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('HSET', KEYS[1], '_v', 1, '_c', ARGV[2], '_r', ARGV[2], '_t', ARGV[3], unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('EXISTS', KEYS[1])
 return 1
 ";
 
@@ -127,38 +128,32 @@ impl Creator {
         Ok(())
     }
 
-    /// Sends one `RESTORE` per record in one pipeline; returns the first refusal, if any.
+    /// Sends one `RESTORE` per record, in one pipeline (on a cluster, where one pipeline may
+    /// not span hash slots, as separate commands sent together); returns the first refusal,
+    /// if any.
     async fn restore_new(
         &self,
         client: &Client,
         records: &[Arc<NewRecord>],
     ) -> Result<Option<String>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for record in records {
-            let now = record.now.to_string();
-            let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(3 + record.fields.len());
-            fields.extend([
-                (&b"_v"[..], &b"1"[..]),
-                (b"_c", now.as_bytes()),
-                (b"_r", now.as_bytes()),
-            ]);
-            fields.extend(
-                record
-                    .fields
-                    .iter()
-                    .map(|(field, value)| (field.as_bytes(), value.as_ref())),
-            );
-            let payload = dump::hash(&fields);
-            pipe.cmd("RESTORE")
-                .arg(record.key.as_str())
-                .arg(record.ttl)
-                .arg(payload);
-        }
-        let pipe = &pipe;
-        let replies: Vec<redis::RedisResult<Value>> = client
-            .attempt(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
+        let restores: Vec<redis::Cmd> = records.iter().map(|r| restore(r)).collect();
+        let replies: Vec<redis::RedisResult<Value>> = if client.pool.is_cluster() {
+            let sent = restores.iter().map(|cmd| {
+                client
+                    .attempt(move |mut c| async move { Ok(cmd.query_async::<Value>(&mut c).await) })
+            });
+            futures_util::future::try_join_all(sent).await?
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for cmd in restores {
+                pipe.add_command(cmd);
+            }
+            let pipe = &pipe;
+            client
+                .attempt(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?
+        };
         // BUSYKEY: the key, drawn at random, exists, so this very write landed before (the
         // pipeline ran again after a dropped connection, or its batch after a dropped leader).
         Ok(replies
@@ -168,15 +163,31 @@ impl Creator {
             .map(|err| err.to_string()))
     }
 
-    /// Stores `records` in one call of the `NEW_RECORDS` script.
+    /// Stores `records` in one call of the `NEW_RECORDS` script (on a cluster, one call per
+    /// record, sent together: a script's keys must share a hash slot).
     async fn run_new_records(
+        &self,
+        client: &Client,
+        records: &[Arc<NewRecord>],
+    ) -> Result<(), StoreError> {
+        if client.pool.is_cluster() {
+            let calls = records
+                .iter()
+                .map(|record| self.new_records_call(client, std::slice::from_ref(record)));
+            futures_util::future::try_join_all(calls).await?;
+            return Ok(());
+        }
+        self.new_records_call(client, records).await
+    }
+
+    async fn new_records_call(
         &self,
         client: &Client,
         records: &[Arc<NewRecord>],
     ) -> Result<(), StoreError> {
         let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
         let () = client
-            .eval(&self.new_records, &keys, |c| {
+            .eval(&self.new_records, &keys, Kind::Plain, |c| {
                 for record in records {
                     c.arg(record.ttl).arg(record.now).arg(record.fields.len());
                     for (field, value) in &record.fields {
@@ -199,7 +210,7 @@ impl Creator {
         now: u64,
     ) -> Result<Commit, StoreError> {
         let created: i64 = client
-            .eval(&self.create, &[key.as_str()], |c| {
+            .eval(&self.create, &[key.as_str()], Kind::Write, |c| {
                 c.arg(millis(ttl)).arg(now).arg(commit_token());
                 for (k, v) in &delta.set {
                     c.arg(format!("d:{k}")).arg(v.as_ref());
@@ -212,4 +223,26 @@ impl Creator {
             Commit::Conflict
         })
     }
+}
+
+/// The `RESTORE` that stores `record` whole, with its TTL.
+fn restore(record: &NewRecord) -> redis::Cmd {
+    let now = record.now.to_string();
+    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(3 + record.fields.len());
+    fields.extend([
+        (&b"_v"[..], &b"1"[..]),
+        (b"_c", now.as_bytes()),
+        (b"_r", now.as_bytes()),
+    ]);
+    fields.extend(
+        record
+            .fields
+            .iter()
+            .map(|(field, value)| (field.as_bytes(), value.as_ref())),
+    );
+    let mut cmd = redis::cmd("RESTORE");
+    cmd.arg(record.key.as_str())
+        .arg(record.ttl)
+        .arg(dump::hash(&fields));
+    cmd
 }

@@ -13,6 +13,7 @@ mod batch;
 mod client;
 mod create;
 mod dump;
+mod relocate;
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use redis::{Script, Value};
 
-use self::client::{commit_token, millis, Client};
+use self::client::{commit_token, millis, Client, Kind};
 use self::create::Creator;
 use super::{Backend, Commit, Delta, Loaded, Record, SessionStore, StoreError, StoreKey};
 use crate::redis::RedisPool;
@@ -29,6 +30,11 @@ use crate::redis::RedisPool;
 /// then fields to delete. Returns the new version, or -1 on a version mismatch. A commit whose
 /// token is already stored one version up has landed before (a retry after a dropped
 /// connection) and answers as if applied now, so a retry never applies a delta twice.
+///
+/// The last command reads the key: with key tracking, a write ends Redis' tracking of the
+/// key for everyone, and this node's own write is not echoed back to it (`NOLOOP`), so the
+/// read after it is what keeps the key tracked for the writer (see `session::tracking`).
+/// The scripts that write a live record (`TOUCH`, `CREATE`) end the same way.
 const COMMIT: &str = r"
 local meta = redis.call('HMGET', KEYS[1], '_v', '_t')
 local current = tonumber(meta[1] or '0')
@@ -44,6 +50,7 @@ for i = 6, dels - 1 do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 if dels <= #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, dels, #ARGV)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('EXISTS', KEYS[1])
 return current + 1
 ";
 
@@ -52,6 +59,7 @@ const TOUCH: &str = r"
 if redis.call('HEXISTS', KEYS[1], '_v') == 0 then return 0 end
 redis.call('HSET', KEYS[1], '_r', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('EXISTS', KEYS[1])
 return 1
 ";
 
@@ -77,6 +85,8 @@ pub struct RedisStore {
     commit: Script,
     touch: Script,
     rename: Script,
+    /// Renames on a cluster ([`relocate`]).
+    relocation: relocate::Relocation,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -96,6 +106,7 @@ impl RedisStore {
             commit: Script::new(COMMIT),
             touch: Script::new(TOUCH),
             rename: Script::new(RENAME),
+            relocation: relocate::Relocation::new(),
         }
     }
 
@@ -165,17 +176,9 @@ pub(crate) fn parse_record(fields: Vec<Value>) -> Result<Record, StoreError> {
 impl SessionStore for RedisStore {
     fn version<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         Box::pin(async move {
-            let key = key.as_str();
-            let stored: Option<String> = self
-                .client
-                .attempt(|mut c| async move {
-                    redis::cmd("HGET")
-                        .arg(key)
-                        .arg("_v")
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
+            let mut cmd = redis::cmd("HGET");
+            cmd.arg(key.as_str()).arg("_v");
+            let stored: Option<String> = self.client.query(key.as_str(), Kind::Read, &cmd).await?;
             match stored {
                 None => Ok(None),
                 Some(v) => v
@@ -195,18 +198,10 @@ impl SessionStore for RedisStore {
             // Plain commands, not a script: a read is the common case, and a Lua call costs
             // Redis several times an HGET. The version first; the record only if it moved.
             if known_version != 0 {
-                let name = key.as_str();
-                let (version, moved): (Option<String>, Option<String>) = self
-                    .client
-                    .attempt(|mut c| async move {
-                        redis::cmd("HMGET")
-                            .arg(name)
-                            .arg("_v")
-                            .arg("_m")
-                            .query_async(&mut c)
-                            .await
-                    })
-                    .await?;
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(key.as_str()).arg("_v").arg("_m");
+                let (version, moved): (Option<String>, Option<String>) =
+                    self.client.query(key.as_str(), Kind::Read, &cmd).await?;
                 match (version.map(|v| v.parse::<u64>()), moved) {
                     (Some(Ok(v)), _) if v == known_version => return Ok(Loaded::Unchanged),
                     (None, None) => return Ok(Loaded::Missing),
@@ -218,14 +213,9 @@ impl SessionStore for RedisStore {
                     _ => {}
                 }
             }
-            let key_ref = key;
-            let key = key.as_str();
-            let fields: Value = self
-                .client
-                .attempt(
-                    |mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await },
-                )
-                .await?;
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(key.as_str());
+            let fields: Value = self.client.query(key.as_str(), Kind::Read, &cmd).await?;
             let fields = match fields {
                 Value::Array(fields) => fields,
                 Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -238,7 +228,7 @@ impl SessionStore for RedisStore {
             if fields.is_empty() {
                 return Ok(Loaded::Missing);
             }
-            parse_loaded(key_ref, fields)
+            parse_loaded(key, fields)
         })
     }
 
@@ -259,7 +249,7 @@ impl SessionStore for RedisStore {
             }
             let version: i64 = self
                 .client
-                .eval(&self.commit, &[key.as_str()], |c| {
+                .eval(&self.commit, &[key.as_str()], Kind::Write, |c| {
                     c.arg(expected)
                         .arg(millis(ttl))
                         .arg(now)
@@ -299,7 +289,7 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let touched: i64 = self
                 .client
-                .eval(&self.touch, &[key.as_str()], |c| {
+                .eval(&self.touch, &[key.as_str()], Kind::Write, |c| {
                     c.arg(millis(ttl)).arg(now);
                 })
                 .await?;
@@ -324,11 +314,19 @@ impl SessionStore for RedisStore {
         to: &'a StoreKey,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            if self.client.pool.is_cluster() {
+                return self.relocate(from, to).await;
+            }
             let moved: i64 = self
                 .client
-                .eval(&self.rename, &[from.as_str(), to.as_str()], |c| {
-                    c.arg(millis(super::MOVED_TTL)).arg(to.hash());
-                })
+                .eval(
+                    &self.rename,
+                    &[from.as_str(), to.as_str()],
+                    Kind::Plain,
+                    |c| {
+                        c.arg(millis(super::MOVED_TTL)).arg(to.hash());
+                    },
+                )
                 .await?;
             Ok(moved == 1)
         })
