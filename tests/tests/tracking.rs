@@ -1,7 +1,8 @@
-//! Reads kept current by Redis client-side caching (`[session] read_check = tracking`, the
-//! default): a warm read sends nothing to Redis, yet every write — from another server, by
-//! hand, by a flush — is seen by the next read, and losing the tracking connection only
-//! costs round trips, never exactness. Real `redis-server`, real HTTP.
+//! Reads kept current by Redis client-side caching, in both modes (`[session] read_check =
+//! tracking`, the default, where Redis tracks the keys each server read, and `broadcast`):
+//! a warm read sends nothing to Redis, yet every write — from another server, by hand, by a
+//! flush, by an expiry refresh — is seen by the next read, and losing the tracking
+//! connection only costs round trips, never exactness. Real `redis-server`, real HTTP.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,6 +30,35 @@ async fn tracking_clients(redis: &RedisServer) -> Vec<String> {
         .collect()
 }
 
+/// The example app's config on `redis` with `read_check = mode` and `extra` lines of
+/// `[session]`.
+fn config(redis: &RedisServer, mode: &str, extra: &str) -> rondo::Config {
+    example_config(
+        redis.port(),
+        &format!("[session]\nread_check = {mode}\n{extra}"),
+    )
+}
+
+/// A server of the example app in `mode`.
+async fn server(redis: &RedisServer, mode: &str) -> TestServer {
+    start_example(config(redis, mode, "")).await
+}
+
+/// `/bench/counter` through `jar` on `server`: the new count.
+async fn increment(jar: &mut Jar, server: &TestServer) -> String {
+    let response = jar.get(server, "/bench/counter").await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    response.body
+}
+
+/// A counter of `server`'s metrics, 0 when absent.
+async fn metric(server: &TestServer, name: &str) -> u64 {
+    let text = server.get("/metrics").await.body;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `/bench/read` through `jar`, which must answer 200.
 async fn read(jar: &mut Jar, server: &TestServer) -> String {
     let response = jar.get(server, "/bench/read").await;
@@ -54,10 +84,9 @@ async fn until_reads_are_free(redis: &RedisServer, jar: &Jar, server: &TestServe
 
 /// Once a session's copy is tracked, a hundred reads of it send no command to Redis, and
 /// the node holds exactly one tracking connection.
-#[tokio::test]
-async fn warm_reads_send_nothing_to_redis() {
+async fn warm_reads_send_nothing_to_redis(mode: &str) {
     let redis = RedisServer::start().await;
-    let shop = start_example(example_config(redis.port(), "")).await;
+    let shop = server(&redis, mode).await;
     let mut jar = Jar::default();
     assert_eq!(jar.get(&shop, "/bench/counter").await.body, "1");
     until_reads_are_free(&redis, &jar, &shop, "1").await;
@@ -72,11 +101,10 @@ async fn warm_reads_send_nothing_to_redis() {
 
 /// A write on one server is seen by the very next read on another whose copy was served
 /// from memory: 100 rounds of "increment on B, read on A" read exactly what B answered.
-#[tokio::test]
-async fn a_write_on_another_server_is_seen_by_the_next_read() {
+async fn a_write_on_another_server_is_seen_by_the_next_read(mode: &str) {
     let redis = RedisServer::start().await;
-    let a = start_example(example_config(redis.port(), "")).await;
-    let b = start_example(example_config(redis.port(), "")).await;
+    let a = server(&redis, mode).await;
+    let b = server(&redis, mode).await;
     let mut jar = Jar::default();
     assert_eq!(jar.get(&b, "/bench/counter").await.body, "1");
     until_reads_are_free(&redis, &jar, &a, "1").await;
@@ -90,10 +118,9 @@ async fn a_write_on_another_server_is_seen_by_the_next_read() {
 
 /// A change made in Redis by hand (data and version) reaches a tracked copy, and so does
 /// `FLUSHALL`: the next read sees the new value, then an unknown session.
-#[tokio::test]
-async fn hand_edits_and_flushes_reach_tracked_copies() {
+async fn hand_edits_and_flushes_reach_tracked_copies(mode: &str) {
     let redis = RedisServer::start().await;
-    let shop = start_example(example_config(redis.port(), "")).await;
+    let shop = server(&redis, mode).await;
     let mut jar = Jar::default();
     assert_eq!(jar.get(&shop, "/bench/counter").await.body, "1");
     until_reads_are_free(&redis, &jar, &shop, "1").await;
@@ -113,11 +140,10 @@ async fn hand_edits_and_flushes_reach_tracked_copies() {
 
 /// When the tracking connection is killed, reads fall back to checking the version (still
 /// exact across servers), and once it is back reads are free again.
-#[tokio::test]
-async fn losing_the_tracking_connection_keeps_reads_exact() {
+async fn losing_the_tracking_connection_keeps_reads_exact(mode: &str) {
     let redis = RedisServer::start().await;
-    let a = start_example(example_config(redis.port(), "")).await;
-    let b = start_example(example_config(redis.port(), "")).await;
+    let a = server(&redis, mode).await;
+    let b = server(&redis, mode).await;
     let mut jar = Jar::default();
     assert_eq!(jar.get(&b, "/bench/counter").await.body, "1");
     until_reads_are_free(&redis, &jar, &a, "1").await;
@@ -152,3 +178,156 @@ async fn version_checks_ask_redis_on_every_read() {
     assert_eq!(commands.get("hget"), Some(&20), "{commands:?}");
     assert!(tracking_clients(&redis).await.is_empty());
 }
+
+/// A server's own writes leave its copy tracked: 30 rounds of writes alternating between A
+/// and B, each followed by reads on both, read exactly what was written. With key tracking
+/// the writer's next read costs nothing (its commit re-armed the tracking of the key), where
+/// broadcast sends the writer its own write and the next read checks the version.
+async fn own_writes_keep_copies_tracked(mode: &str) {
+    let redis = RedisServer::start().await;
+    let a = server(&redis, mode).await;
+    let b = server(&redis, mode).await;
+    let mut jar = Jar::default();
+    assert_eq!(increment(&mut jar, &a).await, "1");
+    until_reads_are_free(&redis, &jar, &a, "1").await;
+    until_reads_are_free(&redis, &jar, &b, "1").await;
+
+    let mut checks_after_own_write = 0;
+    for round in 1..=30u64 {
+        let (writer, other) = if round % 2 == 1 { (&a, &b) } else { (&b, &a) };
+        let count = (round + 1).to_string();
+        assert_eq!(increment(&mut jar, writer).await, count, "round {round}");
+        // Let the commit (after the response) land.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        redis.reset_stats().await;
+        assert_eq!(read(&mut jar, writer).await, count, "writer, round {round}");
+        let commands = redis.data_commands().await;
+        checks_after_own_write += commands.values().sum::<u64>();
+        assert_eq!(read(&mut jar, other).await, count, "other, round {round}");
+        assert_eq!(
+            read(&mut jar, writer).await,
+            count,
+            "writer again, round {round}"
+        );
+    }
+    if mode == "tracking" {
+        // Only where the key was tracked on another of the writer's connections too, which
+        // the write voids once.
+        assert!(checks_after_own_write <= 5, "{checks_after_own_write}");
+    } else {
+        assert!(checks_after_own_write >= 15, "{checks_after_own_write}");
+    }
+}
+
+/// An expiry refresh (a write to the record's `_r` and TTL) keeps the copy tracked: after
+/// A refreshed the session, a write on B is still seen by A's next read.
+async fn an_expiry_refresh_keeps_the_copy_tracked(mode: &str) {
+    let redis = RedisServer::start().await;
+    // One connection per server: the refresh and the reads share it, so nothing but the
+    // refresh itself can keep the key tracked.
+    let one = "refresh_interval = 1\n[http]\nworkers = 1\n[redis]\ndefault[pool_size] = 1";
+    let a = start_example(config(&redis, mode, one)).await;
+    let b = start_example(config(&redis, mode, one)).await;
+    let mut jar = Jar::default();
+    assert_eq!(increment(&mut jar, &b).await, "1");
+    until_reads_are_free(&redis, &jar, &a, "1").await;
+    let key = redis.keys("t:session:*").await.remove(0);
+    let refreshed = || async {
+        let fields = redis.hgetall(&key).await;
+        fields
+            .into_iter()
+            .find(|(name, _)| name == "_r")
+            .map(|(_, value)| String::from_utf8(value).unwrap())
+    };
+    let before = refreshed().await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(read(&mut jar, &a).await, "1");
+    eventually("A to refresh the expiry", WAIT, || async {
+        (refreshed().await != before).then_some(())
+    })
+    .await;
+    for round in 2..=6u64 {
+        assert_eq!(increment(&mut jar, &b).await, round.to_string());
+        assert_eq!(read(&mut jar, &a).await, round.to_string(), "round {round}");
+    }
+}
+
+/// Who hears of a write: with key tracking, a server that never read a session hears
+/// nothing of its writes, and a server hears of others' writes to the sessions it read;
+/// with broadcast, every server hears of every session write.
+async fn who_hears_of_a_write(mode: &str) {
+    let redis = RedisServer::start().await;
+    // One connection per server, so that a key is tracked once per server.
+    let one = "[http]\nworkers = 1\n[redis]\ndefault[pool_size] = 1";
+    let a = start_example(config(&redis, mode, one)).await;
+    let b = start_example(config(&redis, mode, one)).await;
+    let c = start_example(config(&redis, mode, one)).await;
+    // C's tracking connection is opened by its first read of any session.
+    let mut own = Jar::default();
+    assert_eq!(increment(&mut own, &c).await, "1");
+    assert_eq!(read(&mut own, &c).await, "1");
+    let received = "rondo_session_invalidations_received_total";
+    eventually("C's tracking connection", WAIT, || async {
+        let mut probe = own.clone();
+        redis.reset_stats().await;
+        read(&mut probe, &c).await;
+        redis.data_commands().await.is_empty().then_some(())
+    })
+    .await;
+    let mut jars: Vec<Jar> = (0..5).map(|_| Jar::default()).collect();
+    for jar in &mut jars {
+        assert_eq!(increment(jar, &a).await, "1");
+        until_reads_are_free(&redis, jar, &a, "1").await;
+        assert_eq!(read(jar, &b).await, "1");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (before_a, before_c) = (metric(&a, received).await, metric(&c, received).await);
+    // 20 writes on B to sessions A and B read (C read none of them).
+    for jar in &mut jars {
+        for round in 2..=5u64 {
+            assert_eq!(increment(jar, &b).await, round.to_string());
+        }
+    }
+    // Each drains its connection when it reads (and every few milliseconds).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(read(&mut own, &c).await, "1");
+    let heard_by_a = metric(&a, received).await - before_a;
+    let heard_by_c = metric(&c, received).await - before_c;
+    if mode == "tracking" {
+        assert_eq!(heard_by_c, 0, "C read none of these sessions");
+        // A is told once per session, then not again until it reads it again.
+        assert_eq!(heard_by_a, 5);
+    } else {
+        assert_eq!(heard_by_c, 20);
+        assert_eq!(heard_by_a, 20);
+    }
+}
+
+macro_rules! in_both_modes {
+    ($($test:ident),* $(,)?) => {
+        /// `read_check = tracking`: Redis tracks the keys each server read.
+        mod key_tracking {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test("tracking").await;
+            })*
+        }
+        /// `read_check = broadcast`: every server hears of every session write.
+        mod broadcast {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test("broadcast").await;
+            })*
+        }
+    };
+}
+
+in_both_modes!(
+    warm_reads_send_nothing_to_redis,
+    a_write_on_another_server_is_seen_by_the_next_read,
+    hand_edits_and_flushes_reach_tracked_copies,
+    losing_the_tracking_connection_keeps_reads_exact,
+    own_writes_keep_copies_tracked,
+    an_expiry_refresh_keeps_the_copy_tracked,
+    who_hears_of_a_write,
+);
