@@ -6,7 +6,7 @@ use http::StatusCode;
 use rondo::{Config, ConfigLoader};
 use serde_json::Value;
 
-use crate::http::{request, TestResponse, TestServer};
+use crate::http::{request, Client, TestResponse, TestServer};
 use crate::redis::RedisServer;
 
 /// A config for the example app: `[session] store = redis` on `127.0.0.1:redis_port` (prefix
@@ -147,6 +147,18 @@ impl Jar {
     /// `GET path` with the cookie.
     pub async fn get(&mut self, server: &TestServer, path: &str) -> TestResponse {
         self.send(server, "GET", path, None, "").await
+    }
+
+    /// `GET path` with the cookie through `client` (a server's [`Client`], which a spawned
+    /// task can own), keeping whatever cookie the response sets.
+    pub async fn get_via(&mut self, client: &Client, path: &str) -> TestResponse {
+        let cookie = self.value.as_ref().map(|v| format!("dmsession={v}"));
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", c.as_str())).collect();
+        let response = client
+            .send(request("GET", path, &headers, String::new()))
+            .await;
+        self.update(&response);
+        response
     }
 
     /// `POST path` with a JSON body and the cookie.

@@ -70,34 +70,51 @@ impl RedisSentinelSet {
     ///
     /// When a process does not start or the set does not settle in time.
     pub async fn start() -> RedisSentinelSet {
+        Self::start_with(1).await
+    }
+
+    /// [`start`](Self::start) with `replicas` replicas (at least one), so that a failover
+    /// leaves the new primary with replicas of its own.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with(replicas: usize) -> RedisSentinelSet {
         let primary = RedisProcess::start("primary", |port, dir| Ok(data_args(port, dir))).await;
         let primary_port = primary.port();
-        let replica = RedisProcess::start("replica", |port, dir| {
-            let mut args = data_args(port, dir);
-            args.extend([
-                "--replicaof".to_owned(),
-                "127.0.0.1".to_owned(),
-                primary_port.to_string(),
-            ]);
-            Ok(args)
-        })
-        .await;
         let mut set = RedisSentinelSet {
-            data: vec![primary, replica],
+            data: vec![primary],
             sentinels: Vec::new(),
         };
+        for _ in 0..replicas.max(1) {
+            let replica = RedisProcess::start("replica", |port, dir| {
+                let mut args = data_args(port, dir);
+                args.extend([
+                    "--replicaof".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    primary_port.to_string(),
+                ]);
+                Ok(args)
+            })
+            .await;
+            set.data.push(replica);
+        }
         wait_for(
-            "the replica to sync with the primary",
+            "the replicas to sync with the primary",
             SENTINEL_START_TIMEOUT,
             || async {
-                let info = set.data[1].try_info("replication").await?;
-                match info.get("master_link_status").map(String::as_str) {
-                    Some("up") => Ok(()),
-                    other => Err(format!("master_link_status: {other:?}")),
+                for replica in &set.data[1..] {
+                    let info = replica.try_info("replication").await?;
+                    match info.get("master_link_status").map(String::as_str) {
+                        Some("up") => {}
+                        other => return Err(format!("master_link_status: {other:?}")),
+                    }
                 }
+                Ok(())
             },
         )
         .await;
+        let replicas = set.data.len() - 1;
         for _ in 0..3 {
             let sentinel = RedisProcess::start("sentinel", |port, dir| {
                 let conf = dir.join("sentinel.conf");
@@ -121,15 +138,15 @@ impl RedisSentinelSet {
                     let field = |name: &str| master.get(name).map(String::as_str).unwrap_or("");
                     let port_ok = field("port") == primary_port.to_string();
                     let others = field("num-other-sentinels").parse::<usize>().unwrap_or(0);
-                    let replicas = field("num-slaves").parse::<usize>().unwrap_or(0);
+                    let seen = field("num-slaves").parse::<usize>().unwrap_or(0);
                     if !port_ok
                         || field("flags") != "master"
                         || others + 1 != sentinels
-                        || replicas != 1
+                        || seen != replicas
                     {
                         return Err(format!(
                             "sentinel {}: primary port {}, flags {}, {others} other sentinels, \
-                             {replicas} replicas",
+                             {seen} replicas",
                             sentinel.port(),
                             field("port"),
                             field("flags")
