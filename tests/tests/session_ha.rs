@@ -117,6 +117,45 @@ impl Deployment {
         keys
     }
 
+    /// The ports of the primaries.
+    async fn primary_ports(&self) -> Vec<u16> {
+        match self {
+            Self::Cluster(cluster) => cluster.primaries().await.iter().map(|n| n.port).collect(),
+            Self::Sentinel(set) => vec![set.primary_port().await],
+        }
+    }
+
+    /// Session commands (reads and writes of session keys) run on the primary at `port`
+    /// since its last `CONFIG RESETSTAT`.
+    async fn session_commands(&self, port: u16) -> u64 {
+        let process = match self {
+            Self::Cluster(cluster) => cluster.process(port),
+            Self::Sentinel(set) => set.process(port),
+        };
+        let stats = process.unwrap().try_info("commandstats").await.unwrap();
+        ["hget", "hmget", "hgetall", "evalsha", "restore", "del"]
+            .iter()
+            .filter_map(|name| stats.get(&format!("cmdstat_{name}")))
+            .filter_map(|value| {
+                value
+                    .split(',')
+                    .find_map(|field| field.strip_prefix("calls="))
+                    .and_then(|calls| calls.parse::<u64>().ok())
+            })
+            .sum()
+    }
+
+    /// `CONFIG RESETSTAT` on every primary.
+    async fn reset_stats(&self) {
+        for port in self.primary_ports().await {
+            let process = match self {
+                Self::Cluster(cluster) => cluster.process(port),
+                Self::Sentinel(set) => set.process(port),
+            };
+            process.unwrap().cmd(&["CONFIG", "RESETSTAT"]).await;
+        }
+    }
+
     /// Kills the primary that holds `key` and waits for its replica's promotion: the time
     /// that took.
     async fn kill_primary_of(&mut self, key: &str) -> Duration {
@@ -277,6 +316,94 @@ async fn jobs_run_once_across_servers(deployment: Deployment) {
     assert_eq!((succeeded, dead), (10, 0));
 }
 
+/// Warm reads are served from memory here too: once both servers checked their copies,
+/// 20 reads on each send no session command to any primary.
+async fn warm_reads_send_nothing(deployment: Deployment) {
+    let a = start_example(deployment.config("")).await;
+    let b = start_example(deployment.config("")).await;
+    let mut jar = Jar::default();
+    assert_eq!(increment(&mut jar, &a).await.1, "1");
+    eventually("reads served from memory", WAIT, || {
+        let (deployment, jar, a, b) = (&deployment, jar.clone(), &a, &b);
+        async move {
+            deployment.reset_stats().await;
+            for server in [a, b] {
+                for _ in 0..20 {
+                    assert_eq!(read(&mut jar.clone(), server).await, "1");
+                }
+            }
+            let mut sent = 0;
+            for port in deployment.primary_ports().await {
+                sent += deployment.session_commands(port).await;
+            }
+            (sent == 0).then_some(())
+        }
+    })
+    .await;
+}
+
+/// On a cluster, losing one primary voids only the copies of the sessions it held: while
+/// its shard fails over, a session on another shard is still read from memory.
+#[tokio::test]
+async fn a_lost_primary_voids_only_its_copies() {
+    let mut deployment = Deployment::cluster().await;
+    let a = start_example(deployment.config("")).await;
+    let mut jars = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    // Two sessions on different primaries.
+    while keys.len() < 2 {
+        let mut jar = Jar::default();
+        assert_eq!(increment(&mut jar, &a).await.1, "1");
+        let all = deployment.session_keys().await;
+        let new = all.into_iter().find(|k| !keys.contains(k)).unwrap();
+        let Deployment::Cluster(cluster) = &deployment else {
+            unreachable!()
+        };
+        let port = cluster.primary_for(&new).await.port;
+        let mut taken = Vec::new();
+        for key in &keys {
+            taken.push(cluster.primary_for(key).await.port);
+        }
+        if !taken.contains(&port) {
+            keys.push(new);
+            jars.push(jar);
+        }
+    }
+    let other_port = {
+        let Deployment::Cluster(cluster) = &deployment else {
+            unreachable!()
+        };
+        cluster.primary_for(&keys[1]).await.port
+    };
+    eventually("reads served from memory", WAIT, || {
+        let (deployment, jar, a) = (&deployment, jars[1].clone(), &a);
+        async move {
+            deployment.reset_stats().await;
+            for _ in 0..10 {
+                assert_eq!(read(&mut jar.clone(), a).await, "1");
+            }
+            (deployment.session_commands(other_port).await == 0).then_some(())
+        }
+    })
+    .await;
+    let Deployment::Cluster(cluster) = &mut deployment else {
+        unreachable!()
+    };
+    let victim = cluster.primary_for(&keys[0]).await.port;
+    assert!(cluster.kill(victim));
+    // While the killed shard has no primary, the other session stays warm.
+    cluster
+        .process(other_port)
+        .unwrap()
+        .cmd(&["CONFIG", "RESETSTAT"])
+        .await;
+    for _ in 0..20 {
+        assert_eq!(read(&mut jars[1].clone(), &a).await, "1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(deployment.session_commands(other_port).await, 0);
+}
+
 /// What a failover did to a client that kept writing.
 #[derive(Debug)]
 struct FailoverReport {
@@ -312,7 +439,11 @@ async fn failover_under_writes(mut deployment: Deployment, wait_replicas: u32) -
             let started = Instant::now();
             let mut n = 0u64;
             while streak < 50 && started.elapsed() < Duration::from_secs(60) {
-                let client = if n.is_multiple_of(2) { &a_client } else { &b_client };
+                let client = if n.is_multiple_of(2) {
+                    &a_client
+                } else {
+                    &b_client
+                };
                 let mut jar = jar.clone();
                 let response = jar.get_via(client, "/bench/counter").await;
                 let count = response.body.parse::<u64>().ok();
@@ -451,6 +582,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    warm_reads_send_nothing,
     concurrent_counter_through_two_servers,
     a_read_sees_the_write_answered_on_the_other_server,
     a_deleted_session_is_not_read_from_a_copy,
