@@ -167,6 +167,11 @@ async fn a_killed_process_job_runs_on_the_other() {
     let b = start_app_with(redis.port(), "killed-b", &settings(200, "1s")).await;
     until_ready(&b, &cookie).await;
     assert_eq!(recommendations(&b, &cookie).await, expected("kim"));
+    // The job is counted once it has returned, just after its result reached the session.
+    eventually("B to count the job", DEADLINE, || async {
+        (stats(&b).await["succeeded"] == 1).then_some(())
+    })
+    .await;
     let on_b = stats(&b).await;
     assert_eq!(on_b["requeued"], 1, "{on_b}");
     assert_eq!(on_b["succeeded"], 1, "{on_b}");

@@ -306,14 +306,24 @@ async fn jobs_run_once_across_servers(deployment: Deployment) {
             assert_eq!(body["items"][2], format!("picked-for-u{i}"));
         }
     }
-    let mut succeeded = 0;
-    let mut dead = 0;
-    for server in [&a, &b] {
-        let stats = server.get("/api/jobs/stats").await.json();
-        succeeded += stats["succeeded"].as_u64().unwrap_or(0);
-        dead += stats["dead_lettered"].as_u64().unwrap_or(0);
-    }
-    assert_eq!((succeeded, dead), (10, 0));
+    // A job is counted once it has returned, just after its result reached the session.
+    let counts = |name: &'static str| {
+        let (a, b) = (&a, &b);
+        async move {
+            let mut sum = 0;
+            for server in [a, b] {
+                sum += server.get("/api/jobs/stats").await.json()[name]
+                    .as_u64()
+                    .unwrap_or(0);
+            }
+            sum
+        }
+    };
+    eventually("every job counted", WAIT, || async {
+        (counts("succeeded").await >= 10).then_some(())
+    })
+    .await;
+    assert_eq!((counts("succeeded").await, counts("dead_lettered").await), (10, 0));
 }
 
 /// Warm reads are served from memory here too: once both servers checked their copies,
