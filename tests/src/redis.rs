@@ -299,6 +299,26 @@ impl RedisServer {
             .collect()
     }
 
+    /// [`data_commands`](Self::data_commands) without the job queue's upkeep, which an app
+    /// with jobs sends every second whatever its requests do: `XAUTOCLAIM`, `XCLAIM`,
+    /// `XREADGROUP` and the retry-promotion script (one `EVALSHA` and the `ZRANGEBYSCORE` it
+    /// runs, so one `EVALSHA` less per `ZRANGEBYSCORE`).
+    ///
+    /// # Panics
+    ///
+    /// When the command fails.
+    pub async fn session_commands(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut commands = self.data_commands().await;
+        let promotions = commands.remove("zrangebyscore").unwrap_or(0);
+        if let Some(evalsha) = commands.get_mut("evalsha") {
+            *evalsha = evalsha.saturating_sub(promotions);
+        }
+        commands.retain(|name, calls| {
+            *calls > 0 && !["xautoclaim", "xclaim", "xreadgroup"].contains(&name.as_str())
+        });
+        commands
+    }
+
     /// `CONFIG RESETSTAT`: zeroes the counters behind [`RedisServer::command_stats`].
     ///
     /// # Panics

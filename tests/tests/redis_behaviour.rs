@@ -227,7 +227,7 @@ async fn requests_that_do_not_touch_the_session_send_no_redis_command() {
     }
     // An after-response commit, if any, would land shortly after the last response.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(redis.data_commands().await, BTreeMap::new());
+    assert_eq!(redis.session_commands().await, BTreeMap::new());
 }
 
 /// Reading a session (`/bench/read`, `/api/basket`) sends no write command, and the
@@ -254,7 +254,7 @@ async fn read_only_requests_send_no_write_command() {
         assert_eq!(set_cookie_value(&basket, "dmsession"), None);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let commands = redis.data_commands().await;
+    let commands = redis.session_commands().await;
     for write in WRITE_COMMANDS {
         assert_eq!(commands.get(*write), None, "{write} in {commands:?}");
     }

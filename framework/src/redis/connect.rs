@@ -200,7 +200,10 @@ impl Manager {
     /// Opens a connection that is nobody else's (a blocking read must not hold up the
     /// commands multiplexed on a shared one); without a response timeout, since it blocks.
     pub(crate) async fn open_dedicated(&self) -> RedisResult<AnyConn> {
-        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(self.timeout));
+        // redis-rs times responses out after 500 ms unless told otherwise.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None);
         self.open_with(config, true).await
     }
 

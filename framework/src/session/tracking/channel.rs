@@ -39,6 +39,9 @@ pub(super) struct Channel {
     /// Odd while the connection is up and tracking; replaced on every change and on
     /// "invalidate everything", which voids every stamp it vouched for at once.
     epoch: AtomicU64,
+    /// The epoch the current connection was installed with (its id is published to the
+    /// pool under it, with key tracking); unlike `epoch`, a flush does not change it.
+    installed: AtomicU64,
     epochs: Arc<Epochs>,
     /// The connection and its unparsed input; a short lock, never held across an await.
     link: Mutex<Option<Link>>,
@@ -78,6 +81,7 @@ impl Channel {
         Self {
             address,
             epoch: AtomicU64::new(epochs.next(false)),
+            installed: AtomicU64::new(0),
             epochs,
             link: Mutex::new(None),
             socket: RwLock::new(None),
@@ -129,8 +133,14 @@ impl Channel {
         *self.socket.write() = Some(link.socket.clone());
         *self.link.lock() = Some(link);
         let epoch = self.epochs.next(true);
+        self.installed.store(epoch, Ordering::SeqCst);
         self.epoch.store(epoch, Ordering::SeqCst);
         epoch
+    }
+
+    /// The epoch the current connection was installed with.
+    pub(super) fn installed(&self) -> u64 {
+        self.installed.load(Ordering::SeqCst)
     }
 
     /// Drops the connection (if up), which voids every copy it vouched for.

@@ -208,10 +208,11 @@ impl Tracking {
         self.map.read().channel(slot).cloned()
     }
 
-    /// Whether copies vouched for by a connection at `epoch` may be trusted: it is up and
+    /// Whether copies vouched for by `channel` at `epoch` may be trusted: it is up and
     /// tracking, and with key tracking, the data connections redirect to it.
-    fn trusted(&self, epoch: u64) -> bool {
-        epoch % 2 == 1 && (self.mode == Mode::Broadcast || self.pool.redirect().epoch() == epoch)
+    fn trusted(&self, channel: &Channel, epoch: u64) -> bool {
+        epoch % 2 == 1
+            && (self.mode == Mode::Broadcast || self.pool.redirect().epoch() == channel.installed())
     }
 
     /// Whether the actor with `stamp` holds a copy no write has touched since it was last
@@ -222,7 +223,7 @@ impl Tracking {
         };
         channel.drain(&self.sink);
         let epoch = channel.epoch();
-        self.trusted(epoch)
+        self.trusted(&channel, epoch)
             && stamp.checked.load(Ordering::SeqCst)
                 == pack(epoch, stamp.invalidations.load(Ordering::SeqCst))
     }
@@ -243,10 +244,9 @@ impl Tracking {
     /// connection changed meanwhile.
     pub(crate) fn confirm(&self, stamp: &Stamp, ticket: Ticket) {
         let unchanged = stamp.registered
-            && self.trusted(ticket.epoch)
-            && self
-                .channel(stamp.slot)
-                .is_some_and(|c| c.epoch() == ticket.epoch)
+            && self.channel(stamp.slot).is_some_and(|channel| {
+                channel.epoch() == ticket.epoch && self.trusted(&channel, ticket.epoch)
+            })
             && stamp.invalidations.load(Ordering::SeqCst) == ticket.invalidations;
         if unchanged {
             stamp
@@ -258,6 +258,6 @@ impl Tracking {
     /// Whether copies can currently be trusted: every connection is up and tracking.
     pub(crate) fn is_tracking(&self) -> bool {
         let map = self.map.read();
-        !map.channels.is_empty() && map.channels.iter().all(|c| self.trusted(c.epoch()))
+        !map.channels.is_empty() && map.channels.iter().all(|c| self.trusted(c, c.epoch()))
     }
 }

@@ -107,7 +107,7 @@ async fn keep(
                 continue;
             }
         };
-        let epoch = channel.epoch();
+        let installed = channel.installed();
         let mut check = tokio::time::interval(CHECK_EVERY);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain = tokio::time::interval(DRAIN_EVERY);
@@ -123,7 +123,7 @@ async fn keep(
                 _ = check.tick() => {
                     if pool.failovers() != failovers {
                         channel.lose("the Sentinels announced a failover");
-                    } else if client_id.is_some() && pool.redirect().epoch() != epoch {
+                    } else if client_id.is_some() && pool.redirect().epoch() != installed {
                         channel.lose("a data connection could not redirect its tracking here");
                     } else {
                         channel.check(config.timeout.max(CHECK_EVERY));
