@@ -10,7 +10,7 @@ use prometheus_client::registry::Metric;
 
 use crate::component::{Component, Hook, Installer, Parts};
 use crate::config::Config;
-use crate::context::AppContext;
+use crate::context::{AppContext, StateNeed};
 use crate::dispatch::Service;
 use crate::handler::{self, BoxedHandler, Handler};
 use crate::metrics::HttpMetrics;
@@ -18,6 +18,7 @@ use crate::middleware::Middleware;
 use crate::redis::Redis;
 use crate::routes::Routes;
 use crate::routing::{RouteError, Router};
+use crate::session::SessionManager;
 
 /// Builds an application.
 ///
@@ -89,11 +90,13 @@ impl App {
         self
     }
 
-    /// Adds a route, or says why it cannot be added.
+    /// Adds a route, or says why it cannot be added. The pattern is written as for
+    /// [`App::route`].
     ///
     /// # Errors
     ///
-    /// A pattern that `matchit` rejects, that conflicts with another one, or a second
+    /// A pattern that does not start with `/`, that uses `:name` or `*name` (axum 0.7's
+    /// syntax), that `matchit` rejects, or that conflicts with another one; or a second
     /// handler for the same method and pattern.
     pub fn try_route<H: Handler<Args>, Args>(
         mut self,
@@ -105,12 +108,46 @@ impl App {
         Ok(self)
     }
 
-    /// Adds a route.
+    /// Adds a route: `method` requests whose path matches `pattern` go to `handler`.
+    ///
+    /// A pattern starts with `/` and is matched segment by segment (`matchit`, as in axum
+    /// 0.8):
+    ///
+    /// - `/users`: that path only (`/users/` is another path);
+    /// - `/users/{id}`: one segment, given to the controller by [`Path`](crate::Path)
+    ///   (`Path<u64>`; several parameters as a tuple or a struct), percent-decoded;
+    /// - `/files/{*rest}`: the rest of the path, at least one character, slashes included
+    ///   (`/files/` itself does not match: add a route for it if it should);
+    /// - a static segment wins over a parameter where both match (`/users/new` before
+    ///   `/users/{id}`).
+    ///
+    /// A path that another method's route has answers 405 with `Allow`; a path no route has
+    /// answers 404, or the [`App::fallback`].
     ///
     /// # Panics
     ///
     /// On an invalid or duplicate route, like [`App::try_route`]'s errors: routes are fixed
-    /// at start-up, so this is a programming error, reported before the server listens.
+    /// at start-up, so this is a programming error, reported before the server listens. A
+    /// pattern in axum 0.7's syntax is refused with the one to write instead:
+    ///
+    /// ```text
+    /// invalid route: "/users/:id": `:id` is a literal segment here; a parameter is written {id} and the rest of the path {*id}
+    /// ```
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rondo::http::Method;
+    /// use rondo::{App, Config, Path};
+    ///
+    /// async fn file(Path((user, rest)): Path<(u64, String)>) -> String {
+    ///     format!("user {user}, file {rest}") // GET /users/7/files/a/b.txt: 7, "a/b.txt"
+    /// }
+    ///
+    /// let app = App::new(Config::default())
+    ///     .route(Method::GET, "/users/{id}/files/{*rest}", file)
+    ///     .route(Method::OPTIONS, "/users", || async { "GET, POST" });
+    /// ```
     #[track_caller]
     pub fn route<H: Handler<Args>, Args>(self, method: Method, pattern: &str, handler: H) -> Self {
         match self.try_route(method, pattern, handler) {
@@ -120,12 +157,14 @@ impl App {
     }
 
     /// Adds the routes of `routes` under `prefix` (`"/admin"`: its `/` becomes `/admin`, its
-    /// `/users` `/admin/users`), each inside the group's middleware, or says why not.
+    /// `/users/{id}` `/admin/users/{id}`), each inside the group's middleware, or says why
+    /// not.
     ///
     /// # Errors
     ///
-    /// `prefix` does not start with `/`, ends with one or has parameters, or a route of the
-    /// group is invalid or taken.
+    /// `prefix` does not start with `/`, ends with one or has parameters; a pattern of the
+    /// group does not start with `/` (see [`App::route`]); or a route of the group is
+    /// invalid or taken once prefixed.
     pub fn try_nest(mut self, prefix: &str, routes: Routes) -> Result<Self, RouteError> {
         for (method, pattern, handler) in routes.resolve(prefix)? {
             self.router.add(method, &pattern, handler)?;
@@ -133,11 +172,37 @@ impl App {
         Ok(self)
     }
 
-    /// [`App::try_nest`], panicking on an error (routes are fixed at start-up).
+    /// Adds the routes of a [`Routes`] group under `prefix`, each inside the group's
+    /// middleware (which runs inside the app's): `"/admin"` turns the group's `/` into
+    /// `/admin` and its `/users/{id}` into `/admin/users/{id}`. Patterns are written as for
+    /// [`App::route`], relative to the prefix; the prefix itself has no parameters and no
+    /// trailing `/`.
     ///
     /// # Panics
     ///
-    /// As [`App::try_nest`]'s errors.
+    /// As [`App::try_nest`]'s errors (routes are fixed at start-up), e.g.
+    /// `invalid route: "/admin/": a prefix to nest under starts with / and does not end with
+    /// one, and has no parameters (e.g. "/admin"; "" merges)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rondo::http::StatusCode;
+    /// use rondo::middleware::from_fn;
+    /// use rondo::{App, Config, IntoResponse, Routes};
+    ///
+    /// let admin = Routes::new()
+    ///     .get("/", || async { "dashboard" }) // GET /admin
+    ///     .get("/users/{id}", || async { "a user" }) // GET /admin/users/7
+    ///     .middleware(from_fn(|req, next| async move {
+    ///         if req.headers().contains_key("x-admin-token") {
+    ///             next.run(req).await
+    ///         } else {
+    ///             StatusCode::UNAUTHORIZED.into_response()
+    ///         }
+    ///     }));
+    /// let app = App::new(Config::default()).nest("/admin", admin);
+    /// ```
     #[must_use]
     #[track_caller]
     pub fn nest(self, prefix: &str, routes: Routes) -> Self {
@@ -147,11 +212,12 @@ impl App {
         }
     }
 
-    /// Adds the routes of `routes` as they are (each inside the group's middleware).
+    /// Adds the routes of `routes` at their own paths (each inside the group's middleware):
+    /// [`App::nest`] without a prefix, for a group built elsewhere (a module's routes).
     ///
     /// # Panics
     ///
-    /// A route of the group is invalid or taken.
+    /// A route of the group is invalid or taken (see [`App::route`]).
     #[must_use]
     #[track_caller]
     pub fn merge(self, routes: Routes) -> Self {
@@ -160,38 +226,77 @@ impl App {
 
     /// Answers every request whose path no route matches with `handler` (instead of the
     /// 404 page), inside the app's middleware. A path that a route has, with another
-    /// method, still answers 405.
+    /// method, still answers 405. The handler is a controller like any other; it sees the
+    /// whole path through [`Uri`](crate::http::Uri), and has no path parameters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rondo::http::{StatusCode, Uri};
+    /// use rondo::{App, Config};
+    ///
+    /// async fn not_found(uri: Uri) -> (StatusCode, String) {
+    ///     (StatusCode::NOT_FOUND, format!("nothing at {}", uri.path()))
+    /// }
+    ///
+    /// let app = App::new(Config::default()).fallback(not_found);
+    /// ```
     #[must_use]
     pub fn fallback<H: Handler<Args>, Args>(mut self, handler: H) -> Self {
         self.fallback = Some(handler::boxed(handler));
         self
     }
 
-    /// Adds a GET route (which also answers HEAD).
+    /// Adds a GET route (which also answers HEAD): `pattern` as for [`App::route`] (`/items`,
+    /// `/items/{id}`, `/files/{*rest}`).
+    ///
+    /// # Panics
+    ///
+    /// As [`App::route`]: an invalid or duplicate route.
     #[track_caller]
     pub fn get<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::GET, pattern, handler)
     }
 
-    /// Adds a POST route.
+    /// Adds a POST route: `pattern` as for [`App::route`] (`/items`,
+    /// `/items/{id}`, `/files/{*rest}`).
+    ///
+    /// # Panics
+    ///
+    /// As [`App::route`]: an invalid or duplicate route.
     #[track_caller]
     pub fn post<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::POST, pattern, handler)
     }
 
-    /// Adds a PUT route.
+    /// Adds a PUT route: `pattern` as for [`App::route`] (`/items`,
+    /// `/items/{id}`, `/files/{*rest}`).
+    ///
+    /// # Panics
+    ///
+    /// As [`App::route`]: an invalid or duplicate route.
     #[track_caller]
     pub fn put<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::PUT, pattern, handler)
     }
 
-    /// Adds a PATCH route.
+    /// Adds a PATCH route: `pattern` as for [`App::route`] (`/items`,
+    /// `/items/{id}`, `/files/{*rest}`).
+    ///
+    /// # Panics
+    ///
+    /// As [`App::route`]: an invalid or duplicate route.
     #[track_caller]
     pub fn patch<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::PATCH, pattern, handler)
     }
 
-    /// Adds a DELETE route.
+    /// Adds a DELETE route: `pattern` as for [`App::route`] (`/items`,
+    /// `/items/{id}`, `/files/{*rest}`).
+    ///
+    /// # Panics
+    ///
+    /// As [`App::route`]: an invalid or duplicate route.
     #[track_caller]
     pub fn delete<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::DELETE, pattern, handler)
@@ -286,14 +391,7 @@ impl App {
                     .needs
                     .iter()
                     .filter(|need| !need.met_by(&self.parts.state))
-                    .map(move |need| {
-                        format!(
-                            "{method} {pattern} asks for State<{}>, which was never registered \
-                             (App::state, or App::with for a component such as the session \
-                             manager)",
-                            need.type_name()
-                        )
-                    })
+                    .map(move |need| unmet(method, pattern, need))
             })
             .collect();
         if missing.is_empty() {
@@ -359,10 +457,37 @@ impl App {
     }
 }
 
+/// What a route whose arguments need `need` says when it is not registered. A session
+/// argument needs the session manager, which an app installs whole rather than as state.
+fn unmet(method: &Method, pattern: &str, need: &StateNeed) -> String {
+    if *need == StateNeed::of::<SessionManager>() {
+        format!(
+            "{method} {pattern} takes a Session (or CsrfForm), but no SessionManager was \
+             installed (App::with(sessions))"
+        )
+    } else {
+        format!(
+            "{method} {pattern} asks for State<{}>, which was never registered (App::state, \
+             or App::with for a component that provides it)",
+            need.type_name()
+        )
+    }
+}
+
 /// Why an app cannot start: what [`App::check`] found.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same line as `Display`: a `main` returning `Result<(), Box<dyn
+/// Error>>` prints its error with `Debug`, and the routes at fault should read as a sentence
+/// there.
+#[derive(thiserror::Error)]
 #[error("the app cannot start: {0}")]
 pub struct StartError(String);
+
+impl std::fmt::Debug for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 /// The hooks registered with [`App::on_drain`] and [`App::on_shutdown`] (and by components),
 /// in that order, run by the server after it drained.

@@ -213,6 +213,43 @@ impl Responder for std::convert::Infallible {
 
 /// Typed path parameters: `Path<u64>` for one, a tuple for several in order, or a struct
 /// deserialized by parameter name.
+///
+/// The parameters are the route pattern's `{name}` segments and its `{*rest}` tail (see
+/// [`App::route`](crate::App::route)), percent-decoded. A value that does not parse answers
+/// 400: `{"error":"invalid path parameter: cannot parse \"abc\" as u32","status":400}`.
+///
+/// # Examples
+///
+/// ```
+/// use rondo::{App, Config, Path};
+/// use serde::Deserialize;
+///
+/// // GET /users/7
+/// async fn user(Path(id): Path<u64>) -> String {
+///     format!("user {id}")
+/// }
+///
+/// // GET /users/7/files/docs/a.txt: (7, "docs/a.txt")
+/// async fn file(Path((id, rest)): Path<(u64, String)>) -> String {
+///     format!("user {id}: {rest}")
+/// }
+///
+/// #[derive(Deserialize)]
+/// struct Post {
+///     year: u16,
+///     slug: String,
+/// }
+///
+/// // GET /posts/2026/hello, by name
+/// async fn post(Path(post): Path<Post>) -> String {
+///     format!("{}: {}", post.year, post.slug)
+/// }
+///
+/// let app = App::new(Config::default())
+///     .get("/users/{id}", user)
+///     .get("/users/{id}/files/{*rest}", file)
+///     .get("/posts/{year}/{slug}", post);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Path<T>(pub T);
 

@@ -16,7 +16,7 @@ use crate::context::AppContext;
 use crate::handler::{self, BoxedHandler, Handler};
 use crate::middleware::{Chain, Middleware, Next};
 use crate::respond::RequestHead;
-use crate::routing::RouteError;
+use crate::routing::{check_pattern, RouteError};
 
 /// A group of routes with middleware of its own.
 ///
@@ -66,7 +66,10 @@ impl Routes {
         Self::default()
     }
 
-    /// Adds a route, its pattern relative to where the group will be nested.
+    /// Adds a route, its pattern relative to where the group will be nested and written as
+    /// for [`App::route`](crate::App::route): it starts with `/` (`/` is the prefix itself),
+    /// `{id}` is a parameter and `{*rest}` the rest of the path. Patterns are checked when
+    /// the group is nested or merged.
     #[must_use]
     pub fn route<H: Handler<Args>, Args>(
         mut self,
@@ -79,31 +82,31 @@ impl Routes {
         self
     }
 
-    /// Adds a GET route (which also answers HEAD).
+    /// Adds a GET route (which also answers HEAD); `pattern` as for [`Routes::route`].
     #[must_use]
     pub fn get<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::GET, pattern, handler)
     }
 
-    /// Adds a POST route.
+    /// Adds a POST route; `pattern` as for [`Routes::route`].
     #[must_use]
     pub fn post<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::POST, pattern, handler)
     }
 
-    /// Adds a PUT route.
+    /// Adds a PUT route; `pattern` as for [`Routes::route`].
     #[must_use]
     pub fn put<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::PUT, pattern, handler)
     }
 
-    /// Adds a PATCH route.
+    /// Adds a PATCH route; `pattern` as for [`Routes::route`].
     #[must_use]
     pub fn patch<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::PATCH, pattern, handler)
     }
 
-    /// Adds a DELETE route.
+    /// Adds a DELETE route; `pattern` as for [`Routes::route`].
     #[must_use]
     pub fn delete<H: Handler<Args>, Args>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::DELETE, pattern, handler)
@@ -121,7 +124,8 @@ impl Routes {
     ///
     /// # Errors
     ///
-    /// `prefix` is not a path prefix (see [`App::nest`](crate::App::nest)).
+    /// `prefix` is not a path prefix (see [`App::nest`](crate::App::nest)), or a pattern of
+    /// `inner` does not start with `/`.
     pub fn try_nest(mut self, prefix: &str, inner: Routes) -> Result<Self, RouteError> {
         self.routes.extend(inner.resolve(prefix)?);
         Ok(self)
@@ -131,7 +135,7 @@ impl Routes {
     ///
     /// # Panics
     ///
-    /// `prefix` is not a path prefix.
+    /// As [`Routes::try_nest`]'s errors.
     #[must_use]
     #[track_caller]
     pub fn nest(self, prefix: &str, inner: Routes) -> Self {
@@ -148,6 +152,10 @@ impl Routes {
         prefix: &str,
     ) -> Result<Vec<(Method, String, BoxedHandler)>, RouteError> {
         check_prefix(prefix)?;
+        // Checked before joining: under "/admin", "users" would become "/adminusers".
+        for (_, pattern, _) in &self.routes {
+            check_pattern(pattern)?;
+        }
         let middleware: Arc<[Arc<dyn Middleware>]> = self.middleware.into();
         Ok(self
             .routes
@@ -236,5 +244,22 @@ mod tests {
         for bad in ["admin", "/admin/", "/", "/{id}"] {
             assert!(check_prefix(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A group's pattern without its leading `/` is refused, not glued to the prefix.
+    #[test]
+    fn relative_patterns_start_with_a_slash() {
+        let refused = |pattern: &str| {
+            Routes::new()
+                .get(pattern, || async { "x" })
+                .resolve("/admin")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(refused("users").contains("expected \"/users\""));
+        assert!(refused("/users/:id").contains("written {id}"));
+        assert_eq!(refused("/users/{id}"), "");
+        assert_eq!(refused("/"), "");
     }
 }

@@ -140,19 +140,22 @@ impl<H> Default for Router<H> {
 }
 
 /// Refuses patterns that would be accepted and then never match: one that does not start
-/// with `/` (request paths always do), or one with a `:name` segment (the syntax of axum 0.7
-/// and Express; here a parameter is `{name}`).
-fn check_pattern(pattern: &str) -> Result<(), RouteError> {
+/// with `/` (request paths always do), or one with a `:name` or `*name` segment (the syntax
+/// of axum 0.7 and Express; here a parameter is `{name}` and the rest of the path `{*name}`).
+/// Groups check their relative patterns with it too ([`crate::Routes`]), before the prefix
+/// would hide a missing `/`.
+pub(crate) fn check_pattern(pattern: &str) -> Result<(), RouteError> {
     if !pattern.starts_with('/') {
         return Err(RouteError(format!(
             "{pattern:?}: a route pattern starts with /; expected \"/{pattern}\""
         )));
     }
-    if let Some(segment) = pattern.split('/').find(|s| s.starts_with(':')) {
+    let old_style = |s: &&str| s.starts_with(':') || (s.starts_with('*') && s.len() > 1);
+    if let Some(segment) = pattern.split('/').find(old_style) {
         let name = &segment[1..];
         return Err(RouteError(format!(
             "{pattern:?}: `{segment}` is a literal segment here; a parameter is written {{{name}}} \
-             (and the rest of the path {{*{name}}})"
+             and the rest of the path {{*{name}}}"
         )));
     }
     Ok(())
@@ -282,6 +285,7 @@ mod tests {
         };
         assert!(refused(&mut router, "users").contains("expected \"/users\""));
         assert!(refused(&mut router, "/old/:id").contains("written {id}"));
+        assert!(refused(&mut router, "/files/*rest").contains("the rest of the path {*rest}"));
         assert_eq!(refused(&mut router, "/new/{id}"), "");
         assert_eq!(refused(&mut router, "/"), "");
     }

@@ -47,9 +47,51 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 ///
 /// # Errors
 ///
-/// The address cannot be resolved or bound (in use, no permission).
+/// The address cannot be resolved or bound (in use, no permission). The error keeps the
+/// operating system's [`io::ErrorKind`] and names the address and the settings it came
+/// from: `cannot listen on 127.0.0.1:8080 ([http] host, port): Address already in use (os
+/// error 98)`.
 pub async fn bind(http: &HttpConfig) -> io::Result<TcpListener> {
-    TcpListener::bind((http.host.as_str(), http.port)).await
+    TcpListener::bind((http.host.as_str(), http.port))
+        .await
+        .map_err(|source| {
+            let kind = source.kind();
+            let address = match http.host.contains(':') {
+                true => format!("[{}]:{}", http.host, http.port),
+                false => format!("{}:{}", http.host, http.port),
+            };
+            io::Error::new(kind, BindError { address, source })
+        })
+}
+
+/// Why [`bind`] failed, with the address: the operating system's error alone ("Address
+/// already in use") does not say which one. `Debug` prints the `Display` line, so that a
+/// `main` returning the error shows it as a sentence inside `io::Error`'s own `Debug`.
+struct BindError {
+    address: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot listen on {} ([http] host, port): {}",
+            self.address, self.source
+        )
+    }
+}
+
+impl std::fmt::Debug for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains gracefully.
@@ -89,7 +131,7 @@ pub async fn serve(
     let local: SocketAddr = listener.local_addr()?;
     let (service, hooks) = app
         .try_into_service()
-        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
     // Logs on by default, unless the application installed a subscriber of its own.
     crate::logging::ensure(service.context().config());
     let http = service.context().config().http.clone();

@@ -31,6 +31,15 @@ pub mod session_app;
 pub mod static_dir;
 pub mod store;
 
+/// The README's Rust examples, compiled by `cargo test --doc -p rondo-tests` (and run, unless
+/// marked `no_run`; the block that shows a compile error is `compile_fail`). A code block
+/// without a language would be taken for Rust: the README marks its other blocks `text`,
+/// `sh`, `ini` or `toml`. `tests/readme.rs` checks that the crates these examples name are
+/// the ones the README's `Cargo.toml` lists.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct Readme;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

@@ -127,6 +127,16 @@ fn patterns_that_never_match_are_refused() {
     let err = app().try_route(http::Method::GET, "/old/:id", || async { "" });
     let err = err.err().unwrap().to_string();
     assert!(err.contains("a parameter is written {id}"), "{err}");
+    let err = app().try_route(http::Method::GET, "/files/*rest", || async { "" });
+    let err = err.err().unwrap().to_string();
+    assert!(err.contains("the rest of the path {*rest}"), "{err}");
+    // In a group, a pattern without its `/` is refused, not glued to the prefix.
+    let group = Routes::new().get("users", || async { "" });
+    let err = app().try_nest("/admin", group).err().unwrap().to_string();
+    assert_eq!(
+        err,
+        r#"invalid route: "users": a route pattern starts with /; expected "/users""#
+    );
     let err = app()
         .try_nest("/admin/", Routes::new())
         .err()
@@ -156,7 +166,7 @@ async fn count(session: Session) -> Result<String, SessionError> {
 
 /// A route whose arguments need state never registered (a `State<T>`, or a session without
 /// a session manager) stops the start, naming the route and the type; `serve` returns that
-/// error before it listens.
+/// error before it listens, and a `main` printing it with `Debug` shows the same sentence.
 #[tokio::test]
 async fn a_route_needing_unregistered_state_does_not_start() {
     let app = || {
@@ -165,20 +175,51 @@ async fn a_route_needing_unregistered_state_does_not_start() {
             .post("/count", count)
     };
     let err = app().check().unwrap_err().to_string();
-    assert!(err.contains("GET /greet asks for State<"), "{err}");
-    assert!(err.contains("Greeting>"), "{err}");
-    assert!(
-        err.contains("POST /count asks for State<rondo::session::manager::SessionManager>"),
-        "{err}"
+    assert_eq!(
+        err,
+        "the app cannot start: GET /greet asks for State<app_building::Greeting>, which was \
+         never registered (App::state, or App::with for a component that provides it); \
+         POST /count takes a Session (or CsrfForm), but no SessionManager was installed \
+         (App::with(sessions))"
     );
+    assert_eq!(format!("{:?}", app().check().unwrap_err()), err);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let served = rondo::serve(listener, app(), std::future::ready(())).await;
     let err = served.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("GET /greet"), "{err}");
+    let inner = err.into_inner().unwrap();
+    assert!(
+        inner.downcast_ref::<rondo::StartError>().is_some(),
+        "{inner}"
+    );
     // Registered, it starts.
     let sessions = SessionManager::new(MemoryStore::new(), &Config::default(), "");
     assert!(app().state(Greeting("hi")).with(sessions).check().is_ok());
+}
+
+/// A port that is taken is refused by `bind` with the address and the settings it came
+/// from, and the operating system's error kind kept.
+#[tokio::test]
+async fn binding_a_taken_port_names_the_address() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut config = Config::default();
+    config.http.port = port;
+    let err = rondo::bind(&config.http).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "cannot listen on 127.0.0.1:{port} ([http] host, port): "
+        )),
+        "{text}"
+    );
+    // The same sentence inside io::Error's Debug, unquoted.
+    assert!(
+        format!("{err:?}").contains("error: cannot listen on 127.0.0.1:"),
+        "{err:?}"
+    );
 }
 
 /// In-process requests carry the session through the client's cookie jar, on the memory

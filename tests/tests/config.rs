@@ -273,3 +273,39 @@ async fn a_database_index_redis_lacks_is_a_config_error() {
         assert!(message.contains("no such database"), "{message}");
     }
 }
+
+/// `store = redis` with nothing listening stops the start with one sentence that names the
+/// setting, the address and the pool's own reason, without repeating "session store
+/// unavailable" for each layer it went through.
+#[tokio::test]
+async fn store_redis_without_redis_names_the_address_once() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let config = Config::parse_str(
+        &format!(
+            "[session]\nstore = redis\n[redis]\ndefault[port] = {port}\ndefault[timeout] = 300ms\n"
+        ),
+        "shop.ini",
+    )
+    .unwrap();
+    let err = rondo::SessionManager::from_config(
+        &config,
+        &rondo::redis::Redis::new(config.redis.clone()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, rondo::SessionError::Unavailable(_)), "{err}");
+    let message = err.to_string();
+    let expected = format!(
+        "session store unavailable: [session] store = redis, but Redis at 127.0.0.1:{port} is \
+         unreachable: Redis pool \"default\" unavailable: "
+    );
+    assert!(message.starts_with(&expected), "{message}");
+    assert_eq!(
+        message.matches("session store unavailable").count(),
+        1,
+        "{message}"
+    );
+}

@@ -327,9 +327,7 @@ fn app(app: &mut AppConfig, e: &Entry) -> EntryResult {
     match e.key.as_str() {
         "env" => app.env = Env::parse_word(v)?,
         "url" => app.url = url(v)?,
-        "log_level" => {
-            app.log_level = non_empty(v, "a tracing filter such as info or rondo=debug,info")?
-        }
+        "log_level" => app.log_level = value::log_filter(v)?,
         "log_format" => app.log_format = LogFormat::parse_word(v)?,
         "metrics_path" => app.metrics_path = metrics_path(v)?,
         _ => return Err(EntryError::UnknownKey(APP_KEYS)),
@@ -512,6 +510,7 @@ mod tests {
             "env" => "production",
             "url" => "https://x",
             "log_format" => "json",
+            "log_level" => "rondo=debug,info",
             "store" => "memory",
             "cookie_samesite" => "strict",
             "cookie_secure" => "true",

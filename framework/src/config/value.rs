@@ -62,6 +62,38 @@ pub(crate) fn word<T: Copy>(raw: &str, choices: &[(&str, T)], shown: &[&str]) ->
         .ok_or_else(|| Expected::new(format!("one of {}", shown.join(", "))))
 }
 
+/// A `tracing` filter as `[app] log_level` takes it: comma-separated directives, each a
+/// level (`info`) or `target=level` (`my_app=debug`, `rondo[request]=debug`).
+///
+/// Stricter than `tracing`'s own parser on purpose: there a bare word is a target, so a
+/// misspelt level (`verbose`, `warning`) turns every log off without a word, and a filter it
+/// cannot parse falls back to `info` just as silently. Here both are start-up errors;
+/// `RUST_LOG` still takes the full syntax.
+pub(crate) fn log_filter(raw: &str) -> ValueResult<String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let what = || {
+        Expected::new(
+            "a tracing filter: comma-separated levels (trace, debug, info, warn, error, off) \
+             or target=level directives, e.g. info or my_app=debug,info",
+        )
+    };
+    let is_level = |word: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word.trim()));
+    let filter = raw.trim();
+    if filter.is_empty() {
+        return Err(what());
+    }
+    for directive in filter.split(',') {
+        let ok = match directive.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && is_level(level),
+            None => is_level(directive),
+        };
+        if !ok {
+            return Err(what());
+        }
+    }
+    Ok(filter.to_owned())
+}
+
 /// Splits `"1.5 kb"` into (`"1.5"`, `"kb"`); the number part may only hold
 /// ASCII digits and at most one `.` (so signs, `inf` and `NaN` are rejected).
 fn split_number(raw: &str) -> Option<(&str, String)> {
@@ -243,6 +275,34 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
+    }
+
+    /// Levels and `target=level` pass; a bare word that is no level (tracing would take it
+    /// for a target and log nothing else) and an empty directive are refused.
+    #[test]
+    fn log_filters() {
+        for good in [
+            "info",
+            " WARN ",
+            "rondo=debug,info",
+            "my_app=trace",
+            "rondo[request]=debug",
+            "off",
+        ] {
+            assert_eq!(log_filter(good), Ok(good.trim().to_owned()), "{good}");
+        }
+        for bad in [
+            "",
+            "verbose",
+            "warning",
+            "info,",
+            "my_app",
+            "rondo=loud",
+            "=debug",
+            "debug=info=x",
+        ] {
+            assert!(log_filter(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

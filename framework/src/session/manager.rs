@@ -13,7 +13,7 @@ use super::handle::Session;
 use super::id::{SessionId, SessionRef};
 use super::settings::Settings;
 use super::stats::{Gauges, SessionStats};
-use super::store::{Backend, MemoryStore, RedisStore, SessionStore};
+use super::store::{Backend, MemoryStore, RedisStore, SessionStore, StoreError};
 use super::tracking::{Holders, Mode, Tracking};
 use crate::component::{Component, Installer};
 use crate::config::{Config, ReadCheck, StoreKind};
@@ -130,11 +130,12 @@ impl SessionManager {
         let store = match redis.pool(name).await {
             Ok(pool) => {
                 let store = RedisStore::new(pool);
-                store
-                    .ping()
-                    .await
-                    .map(|()| store)
-                    .map_err(|e| e.to_string())
+                // The pool's own words ("Redis pool "default" unavailable: ..."), not the
+                // store's "session store unavailable" around them: the message says that.
+                store.ping().await.map(|()| store).map_err(|e| match e {
+                    StoreError::Unavailable(why) => why,
+                    other => other.to_string(),
+                })
             }
             Err(err) => Err(err.to_string()),
         };

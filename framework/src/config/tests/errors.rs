@@ -97,7 +97,9 @@ fn error_lines_and_keys() {
             "config.ini:2: [session] refresh_interval: expected a duration of at least 1 second (a duration such as 30 (seconds), 1.5s, 500ms, 10m or 2h), got \"500ms\"",
         ),
         ("[session]\ncookie_name = my session\n", "config.ini:2: [session] cookie_name: expected a cookie name made of letters, digits and !#$%&'*+-.^_`|~, got \"my session\""),
-        ("[app]\nlog_level = \"\"\n", "config.ini:2: [app] log_level: expected a tracing filter such as info or rondo=debug,info, got an empty value"),
+        ("[app]\nlog_level = \"\"\n", "config.ini:2: [app] log_level: expected a tracing filter: comma-separated levels (trace, debug, info, warn, error, off) or target=level directives, e.g. info or my_app=debug,info, got an empty value"),
+        // tracing would read a bare word as a target and log nothing else.
+        ("[app]\nlog_level = verbose\n", "config.ini:2: [app] log_level: expected a tracing filter: comma-separated levels (trace, debug, info, warn, error, off) or target=level directives, e.g. info or my_app=debug,info, got \"verbose\""),
         (
             "[app]\nmetrics_path = metrics\n",
             "config.ini:2: [app] metrics_path: expected a path starting with / (no parameters, query or spaces), or empty for no metrics, got \"metrics\"",

@@ -216,27 +216,32 @@ fn environment_variables() -> Result<()> {
     let text = format!(
         "[http]\nport = ${{RONDO_CFG_TEST_PORT}}\nhost = ${{RONDO_CFG_TEST_SURELY_UNSET_7F3A:-localhost}}\n\
          [app]\nurl = http://${{RONDO_CFG_TEST_EMPTY:-example.com}}:${{RONDO_CFG_TEST_PORT}}/\n\
-         log_level = '${{NOT_EXPANDED}}'\n{POOL}"
+         {POOL}default[password] = '${{NOT_EXPANDED}}'\n"
     );
     let c = parse(&text)?;
     assert_eq!((c.http.port, c.http.host.as_str()), (9090, "localhost"));
     assert_eq!(c.app.url, "http://example.com:9090/");
-    assert_eq!(c.app.log_level, "${NOT_EXPANDED}");
+    assert_eq!(
+        c.session_pool()?.password.as_deref(),
+        Some("${NOT_EXPANDED}")
+    );
     Ok(())
 }
 
 #[test]
 fn quoting_and_inline_comments() -> Result<()> {
     let text = format!(
-        "[app]\nurl = http://h/a;b#c ; trailing comment\nlog_level = \"info ; not a comment\" ; comment\n\
-         [redis]\ndefault[prefix] = 'dm ; x:' # comment\ndefault[password] = \"p\\\"w\\\\d #1\"\n{POOL}"
+        "[app]\nurl = http://h/a;b#c ; trailing comment\nlog_level = \"info\" ; comment\n\
+         [redis]\ndefault[prefix] = 'dm ; x:' # comment\ndefault[password] = \"p\\\"w\\\\d #1\"\n\
+         default[username] = \"ann ; not a comment\" ; comment\n{POOL}"
     );
     let c = parse(&text)?;
     assert_eq!(c.app.url, "http://h/a;b#c");
-    assert_eq!(c.app.log_level, "info ; not a comment");
+    assert_eq!(c.app.log_level, "info");
     let pool = c.session_pool()?;
     assert_eq!(pool.prefix, "dm ; x:");
     assert_eq!(pool.password.as_deref(), Some("p\"w\\d #1"));
+    assert_eq!(pool.username.as_deref(), Some("ann ; not a comment"));
     Ok(())
 }
 
