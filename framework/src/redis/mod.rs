@@ -14,11 +14,14 @@
 //! - `metrics`: the pools' Prometheus metrics.
 //! - [`topology`]: a Redis Cluster's shards and hash slots, for connections of one's own per
 //!   primary.
+//! - `resp`: the RESP reader and writer of the raw connections (the session layer's
+//!   tracking).
 
 mod conn;
 mod connect;
 mod metrics;
 pub mod pool;
+pub(crate) mod resp;
 pub mod topology;
 
 pub use conn::{AnyConn, RedisConn, RedisFailure};

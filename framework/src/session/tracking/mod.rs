@@ -20,8 +20,6 @@
 //!   `PING`) bumps the epoch, which voids every copy at once; until the connection is back,
 //!   reads check the stored version as they do without tracking.
 
-mod resp;
-
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -34,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use self::resp::Frame;
+use crate::redis::resp::{self, Frame};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::config::RedisPoolConfig;
