@@ -42,6 +42,9 @@ pub(crate) struct Manager {
     timeout: Duration,
     /// Bumped when the Sentinels announce a failover: connections opened before are retired.
     pub(crate) generation: Arc<AtomicU64>,
+    /// The same announcement for those that wait for it rather than check a counter (the
+    /// pub/sub subscriber's connection to the primary moves at once).
+    pub(crate) failovers: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A pooled connection, its broken flag, and the failover generation it was opened in.
@@ -115,6 +118,7 @@ impl Manager {
             target: Arc::new(target),
             timeout: config.timeout,
             generation: Arc::default(),
+            failovers: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -272,7 +276,8 @@ pub(crate) async fn watch_failovers(
                 let text: String = message.get_payload().unwrap_or_default();
                 // "<master name> <old ip> <old port> <new ip> <new port>"
                 if text.split_whitespace().next() == Some(master_name.as_str()) {
-                    manager.generation.fetch_add(1, Ordering::AcqRel);
+                    let generation = manager.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                    manager.failovers.send_replace(generation);
                     tracing::warn!(pool = %config.name, switch = %text, "Redis failed over: connections to the old primary retired");
                 }
             }
