@@ -22,7 +22,7 @@
 //! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
 //! - `routing`: method + path pattern to a route; 404, 405, HEAD; percent-decoding.
 //! - [`middleware`]: code around every request.
-//! - [`redis`]: the one owner of Redis: the named pools of `[redis]`, their metrics.
+//! - [`redis`]: the one owner of Redis: the named pools of `[redis]`, their metrics, pub/sub.
 //! - [`extract`]: controller arguments ([`Path`], [`Query`], [`Json`], [`Form`], [`State`]).
 //! - [`template`]: [`Templates`] loaded once at start-up, rendered by the [`Template`]
 //!   responder.

@@ -9,6 +9,8 @@
 //!   helpers.
 //! - [`redis_ha`]: a local Redis Cluster (six nodes) and a Sentinel set (a primary, a
 //!   replica, three sentinels), with failovers on demand.
+//! - [`pubsub`]: a pub/sub subscriber's events read with time limits, and its connections
+//!   as Redis lists them.
 //! - [`process`]: a binary run as a child process (the example app started with a config,
 //!   its address read from its log), for `example-app/tests`.
 //! - [`session`]: a session seen from outside: its Redis key and hash, its cookie, a wait
@@ -24,6 +26,7 @@ pub mod app;
 pub mod http;
 pub mod plain_app;
 pub mod process;
+pub mod pubsub;
 pub mod redis;
 pub mod redis_ha;
 pub mod session;

@@ -49,6 +49,9 @@ pub(crate) struct Manager {
     /// Where the data connections redirect their key tracking (the session layer's
     /// tracking connection), when it is up.
     pub(crate) redirect: Arc<Redirect>,
+    /// The same announcement for those that wait for it rather than check a counter (the
+    /// pub/sub subscriber's connection to the primary moves at once).
+    pub(crate) failovers: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The key-tracking redirection of a pool's data connections.
@@ -178,6 +181,7 @@ impl Manager {
             timeout: config.timeout,
             generation: Arc::default(),
             redirect: Arc::default(),
+            failovers: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -378,7 +382,8 @@ pub(crate) async fn watch_failovers(
                 let text: String = message.get_payload().unwrap_or_default();
                 // "<master name> <old ip> <old port> <new ip> <new port>"
                 if text.split_whitespace().next() == Some(master_name.as_str()) {
-                    manager.generation.fetch_add(1, Ordering::AcqRel);
+                    let generation = manager.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                    manager.failovers.send_replace(generation);
                     tracing::warn!(pool = %config.name, switch = %text, "Redis failed over: connections to the old primary retired");
                 }
             }

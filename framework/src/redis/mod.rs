@@ -1,5 +1,6 @@
 //! The one owner of Redis in an app: the named pools of `[redis]`, built the first time a
-//! part asks for one, each with its timeouts, its broken-connection handling and its metrics.
+//! part asks for one, each with its timeouts, its broken-connection handling and its metrics,
+//! and what else a part needs of Redis: pub/sub, a Cluster's map.
 //!
 //! Sessions, jobs and channels ask the app's [`Redis`] for a pool by name
 //! ([`App::redis`](crate::App::redis)), so that a pool named by several of them exists once.
@@ -14,15 +15,22 @@
 //! - `metrics`: the pools' Prometheus metrics.
 //! - [`topology`]: a Redis Cluster's shards and hash slots, for connections of one's own per
 //!   primary.
+//! - [`pubsub`]: publishing ([`RedisPool::publish`]) and a [`Subscriber`] with connections of
+//!   its own, that follows restarts, Sentinel failovers and a Cluster's slots.
+//! - `resp`: the RESP reader and writer of the raw connections (pub/sub, the session
+//!   layer's tracking).
 
 mod conn;
 mod connect;
 mod metrics;
 pub mod pool;
+pub mod pubsub;
+pub(crate) mod resp;
 pub mod topology;
 
 pub use conn::{AnyConn, RedisConn, RedisFailure};
 pub use pool::{PoolError, RedisPool};
+pub use pubsub::{Subscriber, SubscriberEvent};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -52,6 +52,14 @@ pub enum PoolError {
         /// What went wrong.
         message: String,
     },
+    /// Redis answered with an error (an ACL denial, a command the server does not have).
+    #[error("Redis pool {pool:?}: Redis refused: {message}")]
+    Refused {
+        /// The pool's name.
+        pool: String,
+        /// What Redis answered.
+        message: String,
+    },
 }
 
 /// One named pool.
@@ -317,6 +325,14 @@ impl RedisPool {
                 pool: self.config.name.clone(),
                 message: e.to_string(),
             })
+    }
+
+    /// The Sentinels' failover announcements (the generation after each), for connections
+    /// of one's own that must move to the new primary at once; `None` unless the pool is a
+    /// Sentinel one.
+    pub(crate) fn failover_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        (self.config.mode == RedisMode::Sentinel)
+            .then(|| self.threads.manager.failovers.subscribe())
     }
 
     /// This thread's pool, built now if this is its first use here. Without `pool_prefill`

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use rondo::config::{RedisMode, RedisPoolConfig};
+
 use super::{run_tool, wait_for, RedisProcess, CLI_TIMEOUT};
 
 /// `cluster-node-timeout` of every node, in milliseconds: how long a primary may be
@@ -163,6 +165,21 @@ impl RedisCluster {
     /// client.
     pub fn urls(&self) -> Vec<String> {
         self.live().map(RedisProcess::url).collect()
+    }
+
+    /// Settings for a Rondo pool on this cluster (`mode = cluster`): every live node as a
+    /// seed, the given key `prefix`, no prefill, a 1 s timeout.
+    pub fn pool_config(&self, prefix: &str) -> RedisPoolConfig {
+        let mut config = RedisPoolConfig::named("default");
+        config.mode = RedisMode::Cluster;
+        config.nodes = self
+            .live()
+            .map(|n| ("127.0.0.1".to_owned(), n.port()))
+            .collect();
+        config.prefix = prefix.to_owned();
+        config.pool_prefill = false;
+        config.timeout = Duration::from_secs(1);
+        config
     }
 
     /// The node process on `port`, killed or not.

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use redis::Value;
+use rondo::config::{RedisMode, RedisPoolConfig};
 
 use super::{wait_for, RedisProcess};
 
@@ -173,6 +174,24 @@ impl RedisSentinelSet {
             .filter(|s| s.is_running())
             .map(RedisProcess::url)
             .collect()
+    }
+
+    /// Settings for a Rondo pool on this set (`mode = sentinel`): every sentinel in
+    /// `nodes`, [`SERVICE_NAME`] as `master_name`, the given key `prefix`, no prefill, a
+    /// 1 s timeout.
+    pub fn pool_config(&self, prefix: &str) -> RedisPoolConfig {
+        let mut config = RedisPoolConfig::named("default");
+        config.mode = RedisMode::Sentinel;
+        config.nodes = self
+            .sentinels
+            .iter()
+            .map(|s| ("127.0.0.1".to_owned(), s.port()))
+            .collect();
+        config.master_name = Some(SERVICE_NAME.to_owned());
+        config.prefix = prefix.to_owned();
+        config.pool_prefill = false;
+        config.timeout = Duration::from_secs(1);
+        config
     }
 
     /// The ports of the sentinels.

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use socket2::SockRef;
 use tokio::time::Instant;
 
-use super::resp::{self, Frame};
+use crate::redis::resp::{self, Frame};
 use super::Sink;
 
 /// Hands out epochs: unique across the connections of a node, odd for "up", even for "down".

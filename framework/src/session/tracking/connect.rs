@@ -5,7 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::channel::Link;
-use super::resp::{self, Frame};
+use crate::redis::resp::{self, Frame};
 use super::Mode;
 use crate::config::RedisPoolConfig;
 

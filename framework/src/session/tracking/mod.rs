@@ -41,7 +41,6 @@
 
 mod channel;
 mod connect;
-mod resp;
 mod run;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

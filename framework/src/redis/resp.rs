@@ -1,5 +1,7 @@
-//! Just enough of RESP3 to read what a tracking connection receives: replies to its set-up
-//! commands and `PING`s, and `invalidate` pushes.
+//! Just enough of RESP (3, and 2) to read what Rondo's raw connections receive: the session
+//! layer's tracking connection (replies to its set-up commands and `PING`s, `invalidate`
+//! pushes) and the pub/sub subscriber's (subscription confirmations and messages, as RESP3
+//! pushes or RESP2 arrays).
 //!
 //! Incremental: [`parse`] takes whatever bytes have arrived and answers `Ok(None)` until a
 //! whole frame is there. Sizes and nesting are bounded, and nothing is allocated up front
