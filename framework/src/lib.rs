@@ -34,13 +34,9 @@
 //! - [`component`]: parts an app installs whole ([`App::with`]).
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
-//! - [`signed`]: signed temporary links (`[app] key`): [`SignedUrls`] makes them, the
-//!   [`Signed`](signed::Signed) extractor and [`SignedUrls::guard`] check them.
-//! - [`links`]: links with a quota, a start time and an expiry, redeemed atomically
-//!   ([`Links`](links::Links)), in Redis or in memory.
-//! - [`files`]: [`Multipart`](files::Multipart) uploads streamed to disk under limits, and
-//!   [`TempFiles`](files::TempFiles) kept within a quota, served through signed links and
-//!   swept by a job.
+//! - [`signed`]: signed temporary links ([`SignedUrls`], the [`Signed`](signed::Signed) guard).
+//! - [`links`]: invitations with a quota, a start time and an expiry ([`Links`](links::Links)).
+//! - [`files`]: [`Multipart`](files::Multipart) uploads and [`TempFiles`](files::TempFiles).
 //! - `livekit` (feature `livekit`): LiveKit room tokens from `[livekit]`.
 //! - [`dispatch`]: the request pipeline of a built app ([`Service`]).
 //! - [`app`]: the [`App`] builder: routes, state, middleware, components, hooks.

@@ -48,20 +48,22 @@ pub(crate) const PART: &str = "part";
 ///
 /// ```
 /// use rondo::files::Multipart;
-/// use rondo::{App, Config, Json};
+/// use rondo::http::StatusCode;
+/// use rondo::{App, Config, ErrorPage};
 ///
-/// /// Keeps the uploaded avatar under `avatars/<user>`; every other file is removed.
-/// async fn upload(mut form: Multipart) -> Result<String, rondo::ErrorPage> {
-///     let user = form.text("user").unwrap_or("anonymous").to_owned();
+/// /// Keeps the uploaded avatar as `avatars/current`: a path the app chose, never the
+/// /// client's file name. Every other file of the request is removed.
+/// async fn upload(mut form: Multipart) -> Result<String, ErrorPage> {
+///     let caption = form.text("caption").unwrap_or("").to_owned();
 ///     let Some(avatar) = form.take_file("avatar") else {
-///         return Err(rondo::ErrorPage::new(rondo::http::StatusCode::BAD_REQUEST, "no avatar"));
+///         return Err(ErrorPage::new(StatusCode::BAD_REQUEST, "no avatar"));
 ///     };
-///     let size = avatar.size();
-///     let stored = format!("avatars/{}", user.len()); // never a client-chosen name as a path
-///     avatar.persist(&stored).await.map_err(|_| {
-///         rondo::ErrorPage::new(rondo::http::StatusCode::INTERNAL_SERVER_ERROR, "not stored")
-///     })?;
-///     Ok(format!("{size} bytes"))
+///     let (name, size) = (avatar.file_name().to_owned(), avatar.size());
+///     avatar
+///         .persist("avatars/current")
+///         .await
+///         .map_err(|_| ErrorPage::new(StatusCode::INTERNAL_SERVER_ERROR, "not stored"))?;
+///     Ok(format!("{name} ({size} bytes): {caption}"))
 /// }
 ///
 /// let app = App::new(Config::default()).post("/avatar", upload);
@@ -376,7 +378,8 @@ async fn read(
                 .map_err(UploadError::Storage)?;
             staging_ready = true;
         }
-        let id = random_id().map_err(|e| UploadError::Storage(std::io::Error::other(e)))?;
+        let id =
+            random_id().map_err(|e| UploadError::Storage(std::io::Error::other(e.to_string())))?;
         let path = staging.join(format!("{id}.{PART}"));
         let mut disk = tokio::fs::OpenOptions::new()
             .write(true)

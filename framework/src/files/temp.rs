@@ -248,7 +248,7 @@ impl TempFiles {
             return Err(FilesError::InvalidTtl);
         }
         let inner = &self.inner;
-        let id = random_id().map_err(|e| FilesError::Io(std::io::Error::other(e)))?;
+        let id = random_id().map_err(|e| FilesError::Io(std::io::Error::other(e.to_string())))?;
         let owner_key = owner_key(owner);
         let size = file.size();
         let expires_at = match inner
