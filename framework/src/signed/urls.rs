@@ -1,6 +1,6 @@
 //! [`SignedUrls`]: the app's key and public URL, to make signed links and to check them.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::Uri;
@@ -59,9 +59,9 @@ impl SignedUrls {
 
     /// Links signed with `[app] key`, under `[app] url`.
     ///
-    /// Without a key, production refuses to start; development and testing generate a key
-    /// for this process and log a warning: links then stop working at the next restart and
-    /// on every other server.
+    /// Without a key, production refuses to start; development and testing use a key
+    /// generated once for this process (every call gets the same one) and log a warning:
+    /// links then stop working at the next restart and on every other server.
     ///
     /// # Errors
     ///
@@ -84,15 +84,14 @@ impl SignedUrls {
                 ))
             }
             (None, env) => {
-                let key = AppKey::generate()
-                    .map_err(|e| missing(format!("no randomness to generate a key: {e}")))?;
                 tracing::warn!(
                     %env,
                     "[app] key is not set: signed links use a key generated for this process, \
                      so they stop working at the next restart and on any other server \
                      (set [app] key; `example-app --generate-key` prints one)"
                 );
-                key
+                process_key()
+                    .map_err(|e| missing(format!("no randomness to generate a key: {e}")))?
             }
         };
         Ok(Self::new(key, &config.app.url))
@@ -171,6 +170,17 @@ impl SignedUrls {
     }
 }
 
+/// The key of a process without `[app] key`: generated on first use, then the same for
+/// every part of the app that signs or checks.
+fn process_key() -> Result<AppKey, getrandom::Error> {
+    static KEY: OnceLock<AppKey> = OnceLock::new();
+    if let Some(key) = KEY.get() {
+        return Ok(key.clone());
+    }
+    let fresh = AppKey::generate()?;
+    Ok(KEY.get_or_init(|| fresh).clone())
+}
+
 /// The Unix second `ttl` from now ends in: rounded up, so a link is never shorter than asked.
 pub(crate) fn expires_after(ttl: Duration) -> u64 {
     let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
@@ -207,7 +217,8 @@ mod tests {
         let development = Config::parse_str("[session]\nstore = memory\n", "dev.ini")?;
         let a = SignedUrls::from_config(&development)?;
         let b = SignedUrls::from_config(&development)?;
-        assert_ne!(a.key(), b.key(), "a fresh key per start");
+        assert_eq!(a.key(), b.key(), "one generated key per process");
+        assert_ne!(a.key(), &AppKey::from_bytes([0; 32]));
 
         let text = "[app]\nenv = production\nurl = https://rondo.example/\n\
                     key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n[session]\nstore = memory\n";
