@@ -1,7 +1,8 @@
 //! Rondo's example application: a basket shop plus the benchmark routes.
 //!
 //! Run with `cargo run -p example-app` (reads `config.ini` from the current directory), or
-//! `cargo run -p example-app -- --config path/to/config.ini`.
+//! `cargo run -p example-app -- --config path/to/config.ini`. `--generate-key` prints a new
+//! application key for `[app] key` and exits.
 
 use std::process::ExitCode;
 
@@ -24,7 +25,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), example_app::BuildError> {
-    let path = config_path()?;
+    let Some(path) = config_path()? else {
+        // `--generate-key`: the key alone on stdout, so that it can be captured.
+        println!("{}", rondo::signed::AppKey::generate()?.to_config_value());
+        return Ok(());
+    };
     let config = ConfigLoader::new().section("example").load(&path)?;
     rondo::logging::init(&config);
     let listener = rondo::bind(&config.http).await?;
@@ -33,23 +38,26 @@ async fn run() -> Result<(), example_app::BuildError> {
     Ok(())
 }
 
-/// `--config FILE` (or `--config=FILE`), default `config.ini`.
-fn config_path() -> Result<String, String> {
+const USAGE: &str = "usage: example-app [--config FILE]   (default: config.ini)\n       \
+                     example-app --generate-key   (prints a new [app] key)";
+
+/// `--config FILE` (or `--config=FILE`), default `config.ini`; `None` for `--generate-key`.
+fn config_path() -> Result<Option<String>, String> {
     let mut args = std::env::args().skip(1);
     let mut path = String::from("config.ini");
     while let Some(arg) = args.next() {
-        if arg == "--config" {
+        if arg == "--generate-key" {
+            return Ok(None);
+        } else if arg == "--config" {
             path = args.next().ok_or("--config needs a file name")?;
         } else if let Some(value) = arg.strip_prefix("--config=") {
             path = value.to_owned();
         } else if arg == "--help" || arg == "-h" {
-            println!("usage: example-app [--config FILE]   (default: config.ini)");
+            println!("{USAGE}");
             std::process::exit(0);
         } else {
-            return Err(format!(
-                "unknown argument {arg:?} (usage: example-app [--config FILE])"
-            ));
+            return Err(format!("unknown argument {arg:?}\n{USAGE}"));
         }
     }
-    Ok(path)
+    Ok(Some(path))
 }

@@ -34,6 +34,10 @@
 //! - [`component`]: parts an app installs whole ([`App::with`]).
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
+//! - [`signed`]: signed temporary links ([`SignedUrls`], the [`Signed`](signed::Signed) guard).
+//! - [`links`]: invitations with a quota, a start time and an expiry ([`Links`](links::Links)).
+//! - [`files`]: [`Multipart`](files::Multipart) uploads and [`TempFiles`](files::TempFiles).
+//! - `livekit` (feature `livekit`): LiveKit room tokens from `[livekit]`.
 //! - [`dispatch`]: the request pipeline of a built app ([`Service`]).
 //! - [`app`]: the [`App`] builder: routes, state, middleware, components, hooks.
 //! - `connections`: each connection's request-head deadline and graceful close.
@@ -50,9 +54,13 @@ mod connections;
 pub mod context;
 pub mod dispatch;
 pub mod extract;
+pub mod files;
 pub mod handler;
 pub mod jobs;
 mod lanes;
+pub mod links;
+#[cfg(feature = "livekit")]
+pub mod livekit;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
@@ -62,6 +70,7 @@ pub mod routes;
 mod routing;
 pub mod server;
 pub mod session;
+pub mod signed;
 pub mod static_files;
 pub mod template;
 pub mod testing;
@@ -88,6 +97,7 @@ pub use routes::Routes;
 pub use routing::RouteError;
 pub use server::{bind, serve, shutdown_signal};
 pub use session::{CsrfForm, Session, SessionError, SessionManager, SessionRef};
+pub use signed::SignedUrls;
 pub use static_files::StaticFiles;
 pub use template::{Template, TemplateError, Templates};
 

@@ -18,11 +18,13 @@
 //! - [`store`]: one session-store test suite run against every store (the
 //!   [`store_suite!`] macro) and the fixtures of its cases.
 //! - [`static_dir`]: a temporary directory of files served by `StaticFiles`.
+//! - [`files`]: multipart bodies built by hand, and a `[files] dir` to look into.
 //! - [`session_app`]: a custom app on the `Session` API, for the tests that call it
 //!   directly.
 //! - [`eventually`]: bounded polling.
 
 pub mod app;
+pub mod files;
 pub mod http;
 pub mod plain_app;
 pub mod process;

@@ -30,6 +30,9 @@ pub enum ErrorKind {
     MissingPool,
     /// Two settings that are fine on their own but not together.
     Conflict,
+    /// A setting the deployment needs and the file lacks (`[app] key` in production, when
+    /// something signs links).
+    Missing,
 }
 
 /// An error loading or validating `config.ini`.

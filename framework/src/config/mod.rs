@@ -46,7 +46,8 @@
 //! # Sections
 //!
 //! `[app]` ([`AppConfig`]), `[http]` ([`HttpConfig`]), `[session]`
-//! ([`SessionConfig`]), `[jobs]` ([`JobsConfig`]) and `[redis]` are built in. `[redis]` holds named
+//! ([`SessionConfig`]), `[jobs]` ([`JobsConfig`]), `[files]` ([`FilesConfig`]),
+//! `[livekit]` ([`LiveKitConfig`]) and `[redis]` are built in. `[redis]` holds named
 //! connection pools written `name[key] = value` (for example
 //! `default[host]`), giving one [`RedisPoolConfig`] per name; `name[key]` is
 //! an error in every other section. Applications add sections of their own
@@ -80,8 +81,11 @@
 //! stops at the first error.
 
 mod error;
+mod files;
 mod ini;
 mod jobs;
+mod key;
+mod livekit;
 mod section;
 #[macro_use]
 mod settings;
@@ -94,7 +98,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind};
+pub use files::{FilesConfig, DEFAULT_ALLOWED_TYPES};
 pub use jobs::JobsConfig;
+pub use key::{AppKey, AppKeyError};
+pub use livekit::LiveKitConfig;
 pub use redis::{RedisMode, RedisPoolConfig};
 pub use section::Section;
 pub use settings::{
@@ -117,6 +124,10 @@ pub struct Config {
     pub session: SessionConfig,
     /// `[jobs]`.
     pub jobs: JobsConfig,
+    /// `[files]`.
+    pub files: FilesConfig,
+    /// `[livekit]`.
+    pub livekit: LiveKitConfig,
     /// Named Redis pools from `[redis] name[key] = value`, in name order.
     pub redis: BTreeMap<String, RedisPoolConfig>,
     /// Application-defined sections (registered through [`ConfigLoader::section`]), raw.
@@ -137,6 +148,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             session: SessionConfig::default(),
             jobs: JobsConfig::default(),
+            files: FilesConfig::default(),
+            livekit: LiveKitConfig::default(),
             redis: BTreeMap::new(),
             extra: BTreeMap::new(),
             origin: "<defaults>".to_owned(),
@@ -220,7 +233,7 @@ impl ConfigLoader {
 
     /// Allows an application-defined section `[name]` whose keys are
     /// free-form. Registering a built-in name (`app`, `http`, `session`,
-    /// `jobs`, `redis`) has no effect.
+    /// `jobs`, `files`, `livekit`, `redis`) has no effect.
     #[must_use]
     pub fn section(mut self, name: &str) -> Self {
         if !typed::BUILTIN_SECTIONS.contains(&name) {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::key::AppKey;
 use super::value::{self, ValueResult};
 
 macro_rules! config_enum {
@@ -150,6 +151,11 @@ pub struct AppConfig {
     /// `metrics_path`: where Prometheus metrics are served; empty turns them off; default
     /// `/metrics`.
     pub metrics_path: Option<String>,
+    /// `key`: the application key that signs links ([`crate::signed`]), base64 of 32 random
+    /// bytes (`base64:` prefix optional); default none. Required in production by whatever
+    /// signs ([`SignedUrls::from_config`](crate::signed::SignedUrls::from_config)); in
+    /// development a key is generated at start-up, with a warning.
+    pub key: Option<AppKey>,
 }
 
 impl Default for AppConfig {
@@ -160,6 +166,7 @@ impl Default for AppConfig {
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             metrics_path: Some("/metrics".to_owned()),
+            key: None,
         }
     }
 }

@@ -4,8 +4,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::error::{ConfigError, ErrorKind};
+use super::files::FILES_KEYS;
 use super::ini::{Entry, Item};
 use super::jobs::JOBS_KEYS;
+use super::key::AppKey;
+use super::livekit::LIVEKIT_KEYS;
 use super::validate::{
     cookie_domain, cookie_name, cookie_path, cookie_prefix_conflict, host, metrics_path, non_empty,
     optional, url,
@@ -17,8 +20,17 @@ use super::{
 };
 
 /// The sections every config file may have.
-pub(crate) const BUILTIN_SECTIONS: [&str; 5] = ["app", "http", "session", "redis", "jobs"];
-const APP_KEYS: &[&str] = &["env", "url", "log_level", "log_format", "metrics_path"];
+pub(crate) const BUILTIN_SECTIONS: [&str; 7] = [
+    "app", "http", "session", "redis", "jobs", "files", "livekit",
+];
+const APP_KEYS: &[&str] = &[
+    "env",
+    "url",
+    "log_level",
+    "log_format",
+    "metrics_path",
+    "key",
+];
 const HTTP_KEYS: &[&str] = &[
     "host",
     "port",
@@ -78,6 +90,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     };
     let mut session_lines: HashMap<&str, usize> = HashMap::new();
     let mut jobs_pool_line = None;
+    let mut files_pool_line = None;
     let mut redis_lines: HashMap<(String, String), usize> = HashMap::new();
     for item in items {
         let e = match item {
@@ -114,6 +127,13 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
                 }
                 jobs(&mut config.jobs, e)
             }
+            "files" => {
+                if e.key == "redis_connection_pool" {
+                    files_pool_line = Some(e.line);
+                }
+                files(&mut config.files, e)
+            }
+            "livekit" => livekit(&mut config.livekit, e),
             "session" => {
                 if let Some(known) = SESSION_KEYS.iter().find(|k| **k == e.key) {
                     session_lines.insert(known, e.line);
@@ -131,6 +151,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     }
     cross_check(&config, &session_lines)?;
     super::jobs::cross_check(&config, jobs_pool_line)?;
+    super::files::cross_check(&config, files_pool_line)?;
     check_redis_modes(&config, &redis_lines)?;
     config.warnings = warnings(&config, &session_lines);
     Ok(config)
@@ -282,6 +303,9 @@ fn check_section(file: &str, name: &str, line: usize, extra: &BTreeSet<String>) 
 /// Why a single entry was rejected, before it gets its location.
 enum EntryError {
     Value(Expected),
+    /// A secret that does not parse: reported without its value, which may well be the
+    /// real secret with a typo.
+    Secret(Expected),
     UnknownKey(&'static [&'static str]),
 }
 
@@ -303,6 +327,14 @@ impl EntryError {
                 ErrorKind::InvalidValue,
                 file,
                 format!("expected {}, got {:?}", expected.0, e.value),
+            ),
+            EntryError::Secret(expected) => ConfigError::new(
+                ErrorKind::InvalidValue,
+                file,
+                format!(
+                    "expected {} (the value is not shown: it is a secret)",
+                    expected.0
+                ),
             ),
             EntryError::UnknownKey(known) => {
                 let shown = |k: &str| match &e.pool {
@@ -330,6 +362,7 @@ fn app(app: &mut AppConfig, e: &Entry) -> EntryResult {
         "log_level" => app.log_level = value::log_filter(v)?,
         "log_format" => app.log_format = LogFormat::parse_word(v)?,
         "metrics_path" => app.metrics_path = metrics_path(v)?,
+        "key" => app.key = Some(app_key(v)?),
         _ => return Err(EntryError::UnknownKey(APP_KEYS)),
     }
     Ok(())
@@ -367,6 +400,35 @@ fn http(http: &mut HttpConfig, e: &Entry) -> EntryResult {
         _ => return Err(EntryError::UnknownKey(HTTP_KEYS)),
     }
     Ok(())
+}
+
+/// `[app] key`: an empty value is an error of its own (no value to hide); anything else that
+/// is not a key is reported without its text.
+fn app_key(v: &str) -> std::result::Result<AppKey, EntryError> {
+    const WHAT: &str = "base64 of 32 random bytes (`example-app --generate-key` prints a key)";
+    if v.trim().is_empty() {
+        return Err(EntryError::Value(Expected::new(WHAT)));
+    }
+    AppKey::parse(v).map_err(|err| EntryError::Secret(Expected::new(format!("{WHAT}; {err}"))))
+}
+
+fn files(files: &mut super::FilesConfig, e: &Entry) -> EntryResult {
+    if super::files::parse_key(files, &e.key, &e.value)? {
+        Ok(())
+    } else {
+        Err(EntryError::UnknownKey(FILES_KEYS))
+    }
+}
+
+fn livekit(livekit: &mut super::LiveKitConfig, e: &Entry) -> EntryResult {
+    match super::livekit::parse_key(livekit, &e.key, &e.value) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(EntryError::UnknownKey(LIVEKIT_KEYS)),
+        Err(expected) if e.key == "api_secret" && !e.value.trim().is_empty() => {
+            Err(EntryError::Secret(expected))
+        }
+        Err(expected) => Err(EntryError::Value(expected)),
+    }
 }
 
 fn jobs(jobs: &mut JobsConfig, e: &Entry) -> EntryResult {
@@ -517,6 +579,7 @@ mod tests {
             "persist" => "before_response",
             "read_check" => "version",
             "cookie_path" | "metrics_path" => "/",
+            "key" => "base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             "http2" | "pool_prefill" => "yes",
             "max_header_bytes" | "max_size" => "2k",
             "host" | "cookie_domain" => "localhost",

@@ -136,6 +136,13 @@ impl SessionRef {
         Self(key.hash().to_owned())
     }
 
+    /// The reference as text (64 hex digits): an identity for a session that is not its
+    /// credential, such as the owner of [temporary files](crate::files::TempFiles) or the
+    /// redeemer of a [link](crate::links::Links).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The store key under `prefix`, if this is a well-formed reference (64 lowercase hex
     /// digits; anything else came from outside and names nothing).
     pub(crate) fn store_key(&self, prefix: &str) -> Option<StoreKey> {

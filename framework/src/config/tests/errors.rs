@@ -36,13 +36,13 @@ fn error_lines_and_keys() {
         ("[app]\nENV = testing\n", "config.ini:2: [app] ENV: unknown key (did you mean env?)"),
         (
             "[app]\nfoo = 1\n",
-            "config.ini:2: [app] foo: unknown key; expected one of env, url, log_level, log_format, metrics_path",
+            "config.ini:2: [app] foo: unknown key; expected one of env, url, log_level, log_format, metrics_path, key",
         ),
         ("[redis]\ndefault[hots] = x\n", "config.ini:2: [redis] default[hots]: unknown key (did you mean default[host]?)"),
         ("; c\n\n[app]\n[sesion]\n", "config.ini:4: [sesion]: unknown section (did you mean [session]?)"),
         (
             "[zzz]\n",
-            "config.ini:1: [zzz]: unknown section; expected one of [app], [http], [session], [redis], [jobs], or a section the application declares with ConfigLoader::new().section(\"zzz\")",
+            "config.ini:1: [zzz]: unknown section; expected one of [app], [http], [session], [redis], [jobs], [files], [livekit], or a section the application declares with ConfigLoader::new().section(\"zzz\")",
         ),
         (
             "[session]\n\n\n\n\n\n\n\n\n\n\ncookie_samesite = loose\n",

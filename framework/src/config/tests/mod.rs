@@ -79,6 +79,7 @@ env = Production
 url = https://example.com
 log_level = rondo=debug,info
 log_format = JSON
+key = base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 [http]
 host = 0.0.0.0
 port = 0
@@ -121,6 +122,11 @@ cache[host] = cache.internal
     );
     assert!(c.app.is_https());
     assert_eq!(c.app.log_level, "rondo=debug,info");
+    let mut counting = [0u8; 32];
+    for (b, n) in counting.iter_mut().zip(0u8..) {
+        *b = n;
+    }
+    assert_eq!(c.app.key, Some(AppKey::from_bytes(counting)));
     assert_eq!((c.http.host.as_str(), c.http.port), ("0.0.0.0", 0));
     assert_eq!(
         (c.http.max_header_bytes, c.http.max_headers),
@@ -285,7 +291,7 @@ fn application_sections() -> Result<()> {
         .is_none());
     assert_eq!(
         err(&text).lines().next(),
-        Some("config.ini:1: [example]: unknown section; expected one of [app], [http], [session], [redis], [jobs], or a section the application declares with ConfigLoader::new().section(\"example\")")
+        Some("config.ini:1: [example]: unknown section; expected one of [app], [http], [session], [redis], [jobs], [files], [livekit], or a section the application declares with ConfigLoader::new().section(\"example\")")
     );
     let e = loader
         .parse_str("[exampel]\n", "app.ini")
@@ -339,5 +345,61 @@ fn repository_config_ini_parses() -> Result<()> {
         let c = super::ConfigLoader::new().section("example").load(path)?;
         assert_eq!(c.session_pool()?.prefix, "dm:");
     }
+    Ok(())
+}
+
+/// `[files]` and `[livekit]` are built in, with their defaults when absent; `[app] key`
+/// and `[livekit] api_secret` are never repeated in an error.
+#[test]
+fn files_livekit_and_the_app_key() -> Result<()> {
+    let c = parse(POOL)?;
+    assert_eq!(c.files, FilesConfig::default());
+    assert_eq!(c.livekit, LiveKitConfig::default());
+    assert_eq!(c.app.key, None);
+    let text = format!(
+        "{POOL}[files]\ndir = /srv/up\nmax_file_bytes = 1m\nallowed_types = image/*, text/plain\n\
+         route = /dl\n[livekit]\nurl = wss://meet.example\napi_key = APIk\napi_secret = sekrit\n"
+    );
+    let c = parse(&text)?;
+    assert_eq!(c.files.dir, std::path::PathBuf::from("/srv/up"));
+    assert_eq!(c.files.max_file_bytes, 1 << 20);
+    assert_eq!(c.files.allowed_types, ["image/*", "text/plain"]);
+    assert_eq!(c.files.route, "/dl");
+    assert_eq!(c.livekit.url.as_deref(), Some("wss://meet.example"));
+    assert_eq!(c.livekit.api_secret.as_deref(), Some("sekrit"));
+    assert!(!format!("{c:?}").contains("sekrit"));
+
+    let wrong =
+        err("[app]\nkey = base64:c2VjcmV0LWJ1dC10b28tc2hvcnQ=\n[session]\nstore = memory\n");
+    assert!(
+        wrong.starts_with("config.ini:2: [app] key: expected base64 of 32"),
+        "{wrong}"
+    );
+    assert!(
+        wrong.contains("20 bytes long") && wrong.contains("not shown"),
+        "{wrong}"
+    );
+    assert!(!wrong.contains("c2VjcmV0"), "{wrong}");
+    let empty = err("[app]\nkey =\n[session]\nstore = memory\n");
+    assert!(empty.contains("got an empty value"), "{empty}");
+    let secret = err("[session]\nstore = memory\n[livekit]\napi_secret = \"a\u{7}b\"\n");
+    assert!(
+        secret.starts_with("config.ini:4: [livekit] api_secret:"),
+        "{secret}"
+    );
+    assert!(!secret.contains("a\u{7}b"), "{secret}");
+    let route = err("[session]\nstore = memory\n[files]\nroute = /files/{id}\n");
+    assert!(
+        route.starts_with("config.ini:4: [files] route: expected a path"),
+        "{route}"
+    );
+    let pool = err(
+        "[session]\nstore = redis\nredis_connection_pool = main\n[redis]\nmain[port] = 1\n\
+                    [files]\nredis_connection_pool = blobs\n",
+    );
+    assert!(
+        pool.starts_with("config.ini:7: [files] redis_connection_pool: no Redis pool"),
+        "{pool}"
+    );
     Ok(())
 }
