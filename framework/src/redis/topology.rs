@@ -84,10 +84,7 @@ impl Topology {
         let mut conn = pool.conn().await?;
         let reply: Value = conn
             .run(|mut c: AnyConn| async move {
-                redis::cmd("CLUSTER")
-                    .arg("SLOTS")
-                    .query_async(&mut c)
-                    .await
+                redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut c).await
             })
             .await
             .map_err(|e| unavailable(e.to_string()))?;
@@ -215,10 +212,7 @@ mod tests {
             vec![("127.0.0.1".into(), 7004)]
         );
         assert_eq!(topology.shards[0].slots, vec![(0, 5460), (100, 100)]);
-        assert_eq!(
-            topology.shard_of(12000).map(|s| s.primary.1),
-            Some(7003)
-        );
+        assert_eq!(topology.shard_of(12000).map(|s| s.primary.1), Some(7003));
         let table = topology.slot_table();
         assert_eq!(table[0], 0);
         assert_eq!(table[5461], 1);
