@@ -34,6 +34,9 @@
 //! - [`component`]: parts an app installs whole ([`App::with`]).
 //! - [`session`]: the [`SessionManager`], [`Session`] handles, actors and stores.
 //! - [`jobs`]: background [`Jobs`] on a durable Redis stream, reaching sessions safely.
+//! - [`channels`]: real-time channels speaking the Pusher protocol ([`channels::Channels`]):
+//!   sockets, private and presence channels authorized by the session, events across
+//!   servers through Redis.
 //! - [`dispatch`]: the request pipeline of a built app ([`Service`]).
 //! - [`app`]: the [`App`] builder: routes, state, middleware, components, hooks.
 //! - `connections`: each connection's request-head deadline and graceful close, upgraded
@@ -47,6 +50,7 @@
 
 pub mod app;
 pub mod body;
+pub mod channels;
 pub mod component;
 pub mod config;
 mod connections;

@@ -46,7 +46,8 @@
 //! # Sections
 //!
 //! `[app]` ([`AppConfig`]), `[http]` ([`HttpConfig`]), `[session]`
-//! ([`SessionConfig`]), `[jobs]` ([`JobsConfig`]) and `[redis]` are built in. `[redis]` holds named
+//! ([`SessionConfig`]), `[jobs]` ([`JobsConfig`]), `[channels]` ([`ChannelsConfig`]) and
+//! `[redis]` are built in. `[redis]` holds named
 //! connection pools written `name[key] = value` (for example
 //! `default[host]`), giving one [`RedisPoolConfig`] per name; `name[key]` is
 //! an error in every other section. Applications add sections of their own
@@ -79,6 +80,7 @@
 //! `redis_connection_pool` with no such pool) have no line number. Loading
 //! stops at the first error.
 
+mod channels;
 mod error;
 mod ini;
 mod jobs;
@@ -93,6 +95,7 @@ mod value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+pub use channels::ChannelsConfig;
 pub use error::{ConfigError, ErrorKind};
 pub use jobs::JobsConfig;
 pub use redis::{RedisMode, RedisPoolConfig};
@@ -117,6 +120,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// `[jobs]`.
     pub jobs: JobsConfig,
+    /// `[channels]`.
+    pub channels: ChannelsConfig,
     /// Named Redis pools from `[redis] name[key] = value`, in name order.
     pub redis: BTreeMap<String, RedisPoolConfig>,
     /// Application-defined sections (registered through [`ConfigLoader::section`]), raw.
@@ -137,6 +142,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             session: SessionConfig::default(),
             jobs: JobsConfig::default(),
+            channels: ChannelsConfig::default(),
             redis: BTreeMap::new(),
             extra: BTreeMap::new(),
             origin: "<defaults>".to_owned(),
@@ -219,7 +225,7 @@ impl ConfigLoader {
     }
 
     /// Allows an application-defined section `[name]` whose keys are
-    /// free-form. Registering a built-in name (`app`, `http`, `session`,
+    /// free-form. Registering a built-in name (`app`, `http`, `session`, `channels`,
     /// `jobs`, `redis`) has no effect.
     #[must_use]
     pub fn section(mut self, name: &str) -> Self {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::channels::CHANNELS_KEYS;
 use super::error::{ConfigError, ErrorKind};
 use super::ini::{Entry, Item};
 use super::jobs::JOBS_KEYS;
@@ -12,12 +13,14 @@ use super::validate::{
 };
 use super::value::{self, Expected};
 use super::{
-    AppConfig, Config, CookieSecure, Env, HttpConfig, JobsConfig, LogFormat, PersistMode,
-    ReadCheck, RedisMode, RedisPoolConfig, Result, SameSite, Section, SessionConfig, StoreKind,
+    AppConfig, ChannelsConfig, Config, CookieSecure, Env, HttpConfig, JobsConfig, LogFormat,
+    PersistMode, ReadCheck, RedisMode, RedisPoolConfig, Result, SameSite, Section, SessionConfig,
+    StoreKind,
 };
 
 /// The sections every config file may have.
-pub(crate) const BUILTIN_SECTIONS: [&str; 5] = ["app", "http", "session", "redis", "jobs"];
+pub(crate) const BUILTIN_SECTIONS: [&str; 6] =
+    ["app", "http", "session", "redis", "jobs", "channels"];
 const APP_KEYS: &[&str] = &["env", "url", "log_level", "log_format", "metrics_path"];
 const HTTP_KEYS: &[&str] = &[
     "host",
@@ -78,6 +81,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     };
     let mut session_lines: HashMap<&str, usize> = HashMap::new();
     let mut jobs_pool_line = None;
+    let mut channels_lines: Vec<(&str, usize)> = Vec::new();
     let mut redis_lines: HashMap<(String, String), usize> = HashMap::new();
     for item in items {
         let e = match item {
@@ -114,6 +118,12 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
                 }
                 jobs(&mut config.jobs, e)
             }
+            "channels" => {
+                if let Some(known) = CHANNELS_KEYS.iter().find(|k| **k == e.key) {
+                    channels_lines.push((known, e.line));
+                }
+                channels(&mut config.channels, e)
+            }
             "session" => {
                 if let Some(known) = SESSION_KEYS.iter().find(|k| **k == e.key) {
                     session_lines.insert(known, e.line);
@@ -131,6 +141,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     }
     cross_check(&config, &session_lines)?;
     super::jobs::cross_check(&config, jobs_pool_line)?;
+    super::channels::cross_check(&config, &channels_lines)?;
     check_redis_modes(&config, &redis_lines)?;
     config.warnings = warnings(&config, &session_lines);
     Ok(config)
@@ -365,6 +376,14 @@ fn jobs(jobs: &mut JobsConfig, e: &Entry) -> EntryResult {
         Ok(())
     } else {
         Err(EntryError::UnknownKey(JOBS_KEYS))
+    }
+}
+
+fn channels(channels: &mut ChannelsConfig, e: &Entry) -> EntryResult {
+    if super::channels::parse_key(channels, &e.key, &e.value)? {
+        Ok(())
+    } else {
+        Err(EntryError::UnknownKey(CHANNELS_KEYS))
     }
 }
 

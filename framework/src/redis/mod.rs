@@ -12,6 +12,7 @@
 //! - `conn`: one connection of any deployment ([`AnyConn`]) and an operation on it
 //!   ([`RedisConn`]).
 //! - `metrics`: the pools' Prometheus metrics.
+//! - `pubsub_conn`: dedicated pub/sub connections ([`RedisPool::pubsub_connection`]).
 //! - [`topology`]: a Redis Cluster's shards and hash slots, for connections of one's own per
 //!   primary.
 
@@ -19,6 +20,7 @@ mod conn;
 mod connect;
 mod metrics;
 pub mod pool;
+mod pubsub_conn;
 pub mod topology;
 
 pub use conn::{AnyConn, RedisConn, RedisFailure};

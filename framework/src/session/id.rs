@@ -136,6 +136,12 @@ impl SessionRef {
         Self(key.hash().to_owned())
     }
 
+    /// The reference as text (64 hex digits): safe to show the client, log or put in a
+    /// channel name, since it cannot be turned back into the id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The store key under `prefix`, if this is a well-formed reference (64 lowercase hex
     /// digits; anything else came from outside and names nothing).
     pub(crate) fn store_key(&self, prefix: &str) -> Option<StoreKey> {
