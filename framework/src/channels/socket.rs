@@ -177,8 +177,19 @@ impl Conn {
                     }
                 }
                 Some(first) = queue.recv() => {
-                    if self.write_batch(ws, first, queue).await.is_err() {
-                        return End::Gone;
+                    // A client that stops reading blocks the write once the kernel's
+                    // buffers are full: the cut must still get through.
+                    tokio::select! {
+                        written = self.write_batch(ws, first, queue) => {
+                            if written.is_err() {
+                                return End::Gone;
+                            }
+                        }
+                        () = outbox.cut() => {
+                            self.shared.metrics.slow_consumers.inc();
+                            tracing::debug!(socket = %self.id, "slow consumer cut while writing");
+                            return close_for(ErrorCode::OverCapacity);
+                        }
                     }
                 }
                 () = &mut timer => {
