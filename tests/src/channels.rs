@@ -133,6 +133,30 @@ pub async fn authorize(
     (response.status.as_u16(), json)
 }
 
+/// [`authorize`] on any server (a process's [`Client`](crate::http::Client)) with the
+/// session cookie `cookie` (`name=value`).
+pub async fn authorize_with(
+    client: crate::http::Client,
+    cookie: &str,
+    socket_id: &str,
+    channel: &str,
+) -> (u16, Value) {
+    let body = format!("socket_id={socket_id}&channel_name={channel}");
+    let response = client
+        .send(request(
+            "POST",
+            "/broadcasting/auth",
+            &[
+                ("cookie", cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            body,
+        ))
+        .await;
+    let json = serde_json::from_str(&response.body).unwrap_or(Value::Null);
+    (response.status.as_u16(), json)
+}
+
 /// Publishes through the HTTP events API of `server`, signed with `secret`: the status and
 /// the body.
 pub async fn publish_signed(server: &TestServer, secret: &str, body: &Value) -> (u16, String) {
@@ -414,6 +438,34 @@ impl PusherClient {
     /// When the authorization is refused.
     pub async fn join(&mut self, server: &TestServer, jar: &mut Jar, channel: &str) -> Received {
         let (status, grant) = authorize(server, jar, &self.socket_id, channel).await;
+        assert_eq!(status, 200, "auth for {channel}: {grant}");
+        let reply = self
+            .subscribe_with(
+                channel,
+                grant["auth"].as_str(),
+                grant["channel_data"].as_str(),
+            )
+            .await
+            .expect("a subscription answer");
+        assert_eq!(
+            reply.event, "pusher_internal:subscription_succeeded",
+            "{reply:?}"
+        );
+        reply
+    }
+
+    /// [`PusherClient::join`] through any server's client and a session cookie.
+    ///
+    /// # Panics
+    ///
+    /// When the authorization or the subscription is refused.
+    pub async fn join_with(
+        &mut self,
+        client: crate::http::Client,
+        cookie: &str,
+        channel: &str,
+    ) -> Received {
+        let (status, grant) = authorize_with(client, cookie, &self.socket_id, channel).await;
         assert_eq!(status, 200, "auth for {channel}: {grant}");
         let reply = self
             .subscribe_with(

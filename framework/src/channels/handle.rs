@@ -189,6 +189,11 @@ impl Channels {
         self.shared.publish(channel.as_str(), frame, except).await
     }
 
+    /// The `[channels]` settings in force.
+    pub fn config(&self) -> &ChannelsConfig {
+        &self.shared.config
+    }
+
     /// The app's credentials (key and secret), for signing in tests and tools.
     pub fn credentials(&self) -> &Credentials {
         &self.shared.credentials
