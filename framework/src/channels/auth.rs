@@ -43,16 +43,12 @@ pub(crate) async fn authorize(
     } else {
         serde_urlencoded::from_bytes(&body).map_err(|_| bad("expected a form body"))?
     };
-    let socket_id = request
-        .socket_id
-        .as_deref()
-        .ok_or_else(|| bad("missing socket_id"))
-        .and_then(|id| SocketId::parse(id).map_err(|_| bad("invalid socket_id")))?;
-    let channel = request
-        .channel_name
-        .as_deref()
-        .ok_or_else(|| bad("missing channel_name"))
-        .and_then(|name| ChannelName::new(name).map_err(|_| bad("invalid channel_name")))?;
+    let Some(Ok(socket_id)) = request.socket_id.as_deref().map(SocketId::parse) else {
+        return Err(bad("missing or invalid socket_id"));
+    };
+    let Some(Ok(channel)) = request.channel_name.as_deref().map(ChannelName::new) else {
+        return Err(bad("missing or invalid channel_name"));
+    };
     let forbidden = || ErrorPage::new(StatusCode::FORBIDDEN, "not allowed on this channel");
     match session.exists().await {
         Ok(true) => {}

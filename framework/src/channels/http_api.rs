@@ -27,7 +27,9 @@ pub(crate) async fn trigger(
     uri: Uri,
     body: Bytes,
 ) -> Answer {
-    check(&channels, &app_id, &uri, &body)?;
+    if let Some(refusal) = check(&channels, &app_id, &uri, &body) {
+        return Err(refusal);
+    }
     let event = parse_trigger(&body, &EventLimits::default()).map_err(refused)?;
     publish(&channels, event).await?;
     Ok(Json(serde_json::json!({})))
@@ -40,7 +42,9 @@ pub(crate) async fn trigger_batch(
     uri: Uri,
     body: Bytes,
 ) -> Answer {
-    check(&channels, &app_id, &uri, &body)?;
+    if let Some(refusal) = check(&channels, &app_id, &uri, &body) {
+        return Err(refusal);
+    }
     let events = parse_batch(&body, &EventLimits::default()).map_err(refused)?;
     let count = events.len();
     for event in events {
@@ -55,11 +59,11 @@ fn refused(err: super::protocol::EventsApiError) -> ErrorPage {
     ErrorPage::new(status, err.to_string())
 }
 
-/// The app id and the request's signature.
-fn check(channels: &Channels, app_id: &str, uri: &Uri, body: &[u8]) -> Result<(), ErrorPage> {
+/// Checks the app id and the request's signature: the refusal, if any.
+fn check(channels: &Channels, app_id: &str, uri: &Uri, body: &[u8]) -> Option<ErrorPage> {
     let shared = &channels.shared;
     if app_id != shared.config.app_id {
-        return Err(ErrorPage::new(StatusCode::NOT_FOUND, "no such app"));
+        return Some(ErrorPage::new(StatusCode::NOT_FOUND, "no such app"));
     }
     let request = SignedRequest {
         method: "POST",
@@ -70,13 +74,10 @@ fn check(channels: &Channels, app_id: &str, uri: &Uri, body: &[u8]) -> Result<()
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    verify_request(&request, &shared.credentials, now, MAX_TIMESTAMP_SKEW_SECS)
-        .map(|_| ())
-        .map_err(|err| {
-            tracing::info!(error = %err, "events API request refused");
-            let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            ErrorPage::new(status, err.to_string())
-        })
+    let err = verify_request(&request, &shared.credentials, now, MAX_TIMESTAMP_SKEW_SECS).err()?;
+    tracing::info!(error = %err, "events API request refused");
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    Some(ErrorPage::new(status, err.to_string()))
 }
 
 async fn publish(channels: &Channels, event: PublishedEvent) -> Result<(), ErrorPage> {

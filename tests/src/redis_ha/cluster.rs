@@ -411,7 +411,7 @@ impl RedisCluster {
                     Some(owner)
                         if owner != old
                             && candidates.contains(&owner)
-                            && agreed.map_or(true, |a| a == owner) =>
+                            && agreed.is_none_or(|a| a == owner) =>
                     {
                         agreed = Some(owner);
                     }

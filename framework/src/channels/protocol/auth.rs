@@ -365,7 +365,7 @@ pub(super) fn hex_encode(bytes: &[u8]) -> String {
 /// Decodes hexadecimal of either case; `None` for odd lengths or other characters.
 pub(super) fn hex_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
