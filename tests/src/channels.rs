@@ -393,6 +393,20 @@ impl PusherClient {
         }
     }
 
+    /// Waits for the server's `pusher:ping` (without answering it), skipping other frames.
+    pub async fn server_ping(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(Message::Text(text)) = self.next_raw(left).await else {
+                return false;
+            };
+            if text.as_str().contains("\"pusher:ping\"") {
+                return true;
+            }
+        }
+    }
+
     /// The next frame named `event` within `wait`, skipping others.
     pub async fn expect(&mut self, event: &str, wait: Duration) -> Option<Received> {
         let deadline = Instant::now() + wait;

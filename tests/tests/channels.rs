@@ -42,6 +42,49 @@ async fn connection_established_and_ping_pong() {
     assert_eq!(pong.event, "pusher:pong");
 }
 
+/// A client silent for `activity_timeout` is pinged by the server; one that answers stays.
+#[tokio::test]
+async fn silent_clients_are_pinged() {
+    let redis = RedisServer::start().await;
+    let server = start_channels(channels_config(redis.port(), "activity_timeout = 1")).await;
+    let mut client = PusherClient::connect(server.addr).await;
+    assert_eq!(client.activity_timeout, 1);
+    assert!(
+        client.server_ping(Duration::from_secs(3)).await,
+        "no pusher:ping"
+    );
+    client.send_event("pusher:pong", None, json!({})).await;
+    client.send_event("pusher:ping", None, json!({})).await;
+    assert_eq!(
+        client.expect("pusher:pong", WAIT).await.unwrap().event,
+        "pusher:pong"
+    );
+}
+
+/// `/metrics` shows the channels: connections, subscriptions, presence members, messages.
+#[tokio::test]
+async fn metrics_count_connections_and_messages() {
+    let redis = RedisServer::start().await;
+    let server = start_channels(channels_config(redis.port(), "")).await;
+    let mut jar = log_in_as(&server, "ana").await;
+    let mut client = PusherClient::connect(server.addr).await;
+    client.subscribe_with("news", None, None).await.unwrap();
+    client.join(&server, &mut jar, "presence-room.3").await;
+    publish(&server, "news", "e", &json!(1)).await;
+    client.expect("e", WAIT).await.unwrap();
+    let metrics = server.get("/metrics").await.body;
+    for line in [
+        "rondo_channels_connections 1",
+        "rondo_channels_subscriptions 2",
+        "rondo_channels_presence_members 1",
+        "rondo_channels_messages_in_total 2",
+        "rondo_channels_messages_out_total 1",
+        "rondo_channels_publish_to_send_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+}
+
 /// A client on A joins a private channel authorized with its session cookie and receives
 /// an event published on B through the HTTP API, and one broadcast from a controller on B.
 #[tokio::test]

@@ -308,4 +308,38 @@ mod tests {
         assert!(parse_key(&mut c, "allowed_origins", "shop.example").is_err());
         assert!(!format!("{c:?}").contains("a-long-secret"));
     }
+
+    /// Enabled channels without a key or secret stop the start, naming file, line and key.
+    #[test]
+    fn enabled_channels_need_credentials() {
+        let text = "[session]\nstore = memory\n[channels]\nenabled = true\nsecret = long-enough\n";
+        let err = Config::parse_str(text, "app.ini")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "app.ini:4: [channels] key: enabled channels need the app key clients connect \
+                 with, e.g. key = shop-key"
+            )
+        );
+        let text = "[session]\nstore = memory\n[channels]\nenabled = yes\nkey = k\n";
+        let err = Config::parse_str(text, "app.ini").err();
+        assert_eq!(err.as_ref().and_then(ConfigError::key), Some("secret"));
+        let text = "[channels]\nsecret = short\n";
+        let err = Config::parse_str(text, "app.ini")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("app.ini:2: [channels] secret: expected an app secret of at least 8 characters, got \"short\"")
+        );
+        let text = "[channels]\nenabeld = true\n";
+        let err = Config::parse_str(text, "app.ini")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("did you mean enabled?")));
+        let ok = Config::parse_str("[session]\nstore = memory\n[channels]\nenabled = true\nkey = k\nsecret = long-enough\n", "x");
+        assert!(ok.is_ok_and(|c| c.channels.enabled && c.channels.key == "k"));
+    }
 }
