@@ -4,6 +4,7 @@
 //! adding items at once (on one server or two) both land.
 
 use http::StatusCode;
+use rondo::channels::Channels;
 use rondo::jobs::{JobStats, Jobs};
 use rondo::{
     ErrorPage, Json, RequestHead, Responder, Response, Session, SessionError, SessionManager, State,
@@ -130,20 +131,31 @@ pub async fn basket(session: Session) -> Result<Json<Basket>, ApiError> {
 }
 
 /// `POST /api/basket/items` with `{"sku": ..., "qty": ...}`.
-pub async fn add_item(session: Session, Json(body): Json<Value>) -> Result<Json<Basket>, ApiError> {
+pub async fn add_item(
+    session: Session,
+    State(channels): State<Channels>,
+    Json(body): Json<Value>,
+) -> Result<Json<Basket>, ApiError> {
     let item = parse_item(&body).map_err(ApiError::Invalid)?;
     let items = session
         .update("basket", move |items: Option<Vec<Item>>| {
             add_to(items.unwrap_or_default(), &item)
         })
         .await?;
-    Ok(Json(Basket::from_items(items)))
+    let basket = Basket::from_items(items);
+    crate::live::basket_changed(&channels, &session, &basket).await;
+    Ok(Json(basket))
 }
 
 /// `DELETE /api/basket`.
-pub async fn clear_basket(session: Session) -> Result<Json<Basket>, ApiError> {
+pub async fn clear_basket(
+    session: Session,
+    State(channels): State<Channels>,
+) -> Result<Json<Basket>, ApiError> {
     if session.contains("basket").await? {
         session.remove("basket")?;
+        session.persist().await?;
+        crate::live::basket_changed(&channels, &session, &Basket::default()).await;
     }
     Ok(Json(Basket::default()))
 }

@@ -2,9 +2,11 @@
 //! (slow work, simulated by `[example] hydrate_delay_ms`) and stores them in the session, so
 //! the next request reads them from the session at once.
 
+use rondo::channels::Channels;
 use rondo::jobs::{Job, JobContext, JobError, Jobs};
 use rondo::{Session, SessionError, SessionRef};
 
+use crate::live::RECOMMENDATIONS_READY;
 use crate::settings::ExampleSettings;
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +42,14 @@ impl Job for Hydrate {
                 tracing::info!(job = %ctx.id(), "session ended during hydration; results dropped");
                 Ok(())
             }
-            other => Ok(other?),
+            Err(err) => Err(err.into()),
+            Ok(()) => {
+                // Open tabs show them at once (the job runs on any server).
+                if let Some(channels) = ctx.state::<Channels>() {
+                    crate::live::publish(&channels, &session, RECOMMENDATIONS_READY, &items).await;
+                }
+                Ok(())
+            }
         }
     }
 }

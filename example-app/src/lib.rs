@@ -1,16 +1,19 @@
 //! The example application as a library, so tests can build it in-process on port 0.
 //!
 //! [`build`] wires the routes; the controllers live in [`api`] (the basket shop's JSON API),
-//! [`pages`] (the HTML shop with CSRF-protected forms, rendered from `templates/`) and
+//! [`pages`] (the HTML shop with CSRF-protected forms, rendered from `templates/`, kept
+//! live by [`live`] over channels) and
 //! [`mod@bench`] (benchmark routes); [`jobs`] holds the background job that fills a
 //! session's recommendations after a login; [`settings`] reads `[example]`.
 
 pub mod api;
 pub mod bench;
 pub mod jobs;
+pub mod live;
 pub mod pages;
 pub mod settings;
 
+use rondo::channels::Channels;
 use rondo::jobs::Jobs;
 use rondo::{App, Config, SessionManager, Templates};
 
@@ -31,17 +34,23 @@ pub async fn build(config: Config) -> Result<App, BuildError> {
     let templates = Templates::load(&settings.templates)?;
     let app = App::new(config);
     let sessions = SessionManager::from_config(app.config(), app.redis()).await?;
+    let channels = live::channels(Channels::builder(app.config(), app.redis(), &sessions))
+        .start()
+        .await?;
     let runtime = Jobs::builder(app.config(), app.redis(), &sessions)
         .register::<jobs::Hydrate>()
         .state(settings)
+        .state(channels.clone())
         .start()
         .await?;
     let app = app
         .with(sessions)
         .with(runtime)
+        .with(channels)
         .state(templates)
         .get("/", pages::home)
         .get("/static/shop.css", pages::stylesheet)
+        .get("/static/live.js", pages::live_script)
         .post("/basket/add", pages::add_item)
         .post("/basket/clear", pages::clear_basket)
         .post("/login", pages::log_in)

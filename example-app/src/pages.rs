@@ -7,6 +7,7 @@
 
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
+use rondo::channels::Channels;
 use rondo::jobs::Jobs;
 use rondo::session::Backend;
 use rondo::{
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::api::{add_to, parse_item, parse_user, Basket, Item};
+use crate::live::{basket_changed, LivePage};
 
 /// What `basket.html` shows.
 #[derive(Debug, Serialize)]
@@ -28,6 +30,8 @@ struct Home {
     csrf: Tokens,
     /// Where the sessions are kept, for the footer.
     store: &'static str,
+    /// The live basket's settings (`None` with channels off).
+    live: Option<crate::live::LivePage>,
 }
 
 /// One token per form on the page. Only the forms shown get one: every token issued is
@@ -44,6 +48,7 @@ struct Tokens {
 pub async fn home(
     State(templates): State<Templates>,
     State(sessions): State<SessionManager>,
+    State(channels): State<Channels>,
     session: Session,
 ) -> Result<Template, SessionError> {
     let user: Option<String> = session.get("user").await?;
@@ -57,9 +62,14 @@ pub async fn home(
     } else {
         csrf.login = Some(session.csrf_token("/login").await?);
     }
-    if !basket.items.is_empty() {
+    // Issued even for an empty basket when the page is live: the form shows once an
+    // item arrives from another tab.
+    let live = LivePage::of(&channels, &session);
+    if !basket.items.is_empty() || live.is_some() {
         csrf.clear = Some(session.csrf_token("/basket/clear").await?);
     }
+    // Its basket channel names the session, which exists once a token was issued.
+    let live = live.or_else(|| LivePage::of(&channels, &session));
     let page = Home {
         notice: session.flash_get("notice").await?,
         recommendations: session.get("recommendations").await?,
@@ -70,6 +80,7 @@ pub async fn home(
             Backend::Redis => "Redis",
             _ => "this process's memory (not shared between servers, lost on restart)",
         },
+        live,
     };
     Ok(templates.template("basket.html", page))
 }
@@ -88,6 +99,17 @@ pub async fn stylesheet() -> (StatusCode, HeaderMap, &'static str) {
     (StatusCode::OK, headers, include_str!("../static/shop.css"))
 }
 
+/// `GET /static/live.js`: the page's channel client, compiled into the binary.
+pub async fn live_script() -> (StatusCode, HeaderMap, &'static str) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    (StatusCode::OK, headers, include_str!("../static/live.js"))
+}
+
 /// The add-item form.
 #[derive(Debug, Deserialize)]
 pub struct AddForm {
@@ -98,17 +120,19 @@ pub struct AddForm {
 /// `POST /basket/add`.
 pub async fn add_item(
     session: Session,
+    State(channels): State<Channels>,
     CsrfForm(form): CsrfForm<AddForm>,
 ) -> Result<Redirect, SessionError> {
     let qty = form.qty.trim().parse::<u64>().unwrap_or(0);
     match parse_item(&json!({ "sku": form.sku.trim(), "qty": qty })) {
         Ok(item) => {
             let notice = format!("Added {} × {}.", item.qty, item.sku);
-            session
+            let items = session
                 .update("basket", move |items: Option<Vec<Item>>| {
                     add_to(items.unwrap_or_default(), &item)
                 })
                 .await?;
+            basket_changed(&channels, &session, &Basket::from_items(items)).await;
             session.flash("notice", &notice)?;
         }
         Err(why) => session.flash("notice", &format!("Not added: {why}."))?,
@@ -123,9 +147,12 @@ pub struct NoFields {}
 /// `POST /basket/clear`.
 pub async fn clear_basket(
     session: Session,
+    State(channels): State<Channels>,
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Redirect, SessionError> {
     session.remove("basket")?;
+    session.persist().await?;
+    basket_changed(&channels, &session, &Basket::default()).await;
     session.flash("notice", "Your basket is empty now.")?;
     Ok(Redirect::to("/"))
 }

@@ -178,3 +178,47 @@ async fn a_tampered_csrf_token_shows_a_400_page() {
     })
     .await;
 }
+
+/// The live basket: one session open in two tabs, each on another server of the shop; an
+/// item added in one tab shows in the other without a reload, through the page's own
+/// channel client (`static/live.js`), the session's private channel and Redis between
+/// the servers.
+#[tokio::test]
+async fn the_basket_updates_live_in_another_tab_on_another_server() {
+    bounded(async {
+        let shop = Shop::start_two("browser-live").await;
+        let second = shop.second.clone().expect("two servers");
+        let browser = shop.browser().await;
+        browser.open(&shop.url("/")).await;
+        browser.wait_for("#live[data-state='live']").await;
+        let first_tab = browser.client.window().await.expect("the first tab");
+        let tab = browser.client.new_window(true).await.expect("a second tab");
+        browser
+            .client
+            .switch_to_window(tab.handle)
+            .await
+            .expect("switch");
+        browser.open(&format!("{second}/")).await;
+        browser.wait_for("#live[data-state='live']").await;
+        browser.add_item("TEA-01", 2).await;
+
+        browser
+            .client
+            .switch_to_window(first_tab)
+            .await
+            .expect("back to the first tab");
+        browser.wait_for("#basket td.sku").await;
+        assert_eq!(
+            browser.basket().await,
+            vec![("TEA-01".to_owned(), "2".to_owned())]
+        );
+        assert_eq!(browser.text("#total").await, "2");
+        assert_eq!(browser.count("#empty").await, 0);
+        assert_eq!(
+            browser.count("#clear-form[hidden]").await,
+            0,
+            "the clear button shows"
+        );
+    })
+    .await;
+}

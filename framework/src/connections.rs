@@ -18,6 +18,15 @@
 //! The same slots carry graceful shutdown: [`Connections::drain`] marks every slot and wakes
 //! its task, which asks hyper to finish the request in flight and close, and
 //! [`Connections::drained`] completes once every connection task has ended.
+//!
+//! Two kinds of exchange outlive the request/response rhythm, and shutdown treats them
+//! apart. A response body that streams until the server stops (server-sent events) ends
+//! when the drain begins, so that its connection can close like any other. A connection
+//! upgraded to another protocol (WebSocket) has left hyper, and so its connection task, but
+//! is still counted here through an [`Upgraded`] guard: once every HTTP connection has
+//! drained, so that the last requests could still reach it, it is told to close
+//! ([`Connections::close_upgraded`]: a WebSocket sends close code 1001), and the server
+//! waits for it within the shutdown deadline.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,6 +69,14 @@ struct Shared {
     /// How often the sweeper looks.
     tick: Duration,
     draining: std::sync::atomic::AtomicBool,
+    /// Cancelled when the drain begins: streaming bodies that last until shutdown end.
+    drain_started: CancellationToken,
+    /// Cancelled once the HTTP connections have drained: upgraded connections close.
+    closing: CancellationToken,
+    /// Upgraded connections alive (each holds an [`Upgraded`] guard).
+    upgraded: AtomicUsize,
+    /// Signalled when `upgraded` drops to 0.
+    upgraded_idle: Notify,
 }
 
 #[derive(Default)]
@@ -99,7 +116,35 @@ impl Connections {
                 tick: (header_timeout / 8)
                     .clamp(Duration::from_millis(5), Duration::from_millis(250)),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                drain_started: CancellationToken::new(),
+                closing: CancellationToken::new(),
+                upgraded: AtomicUsize::new(0),
+                upgraded_idle: Notify::new(),
             }),
+        }
+    }
+
+    /// What a request that asks for a protocol upgrade carries (as an extension), so that
+    /// the connection it becomes is counted and told when to close.
+    pub(crate) fn upgrade_ticket(&self) -> UpgradeTicket {
+        UpgradeTicket {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Tells every upgraded connection to close (after the HTTP connections drained).
+    pub(crate) fn close_upgraded(&self) {
+        self.shared.closing.cancel();
+    }
+
+    /// Completes once no upgraded connection is left.
+    pub(crate) async fn upgraded_closed(&self) {
+        loop {
+            let idle = self.shared.upgraded_idle.notified();
+            if self.shared.upgraded.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
         }
     }
 
@@ -159,6 +204,7 @@ impl Connections {
     /// Asks every connection to finish its request in flight and close.
     pub(crate) fn drain(&self) {
         self.shared.draining.store(true, Ordering::Release);
+        self.shared.drain_started.cancel();
         for slot in self.shared.live_slots() {
             slot.set_state(DRAINING);
         }
@@ -321,6 +367,14 @@ pub(crate) struct InFlight {
     concurrent: bool,
 }
 
+impl InFlight {
+    /// Completes when the server begins to drain: for a response body that would otherwise
+    /// stream until its client leaves.
+    pub(crate) fn drain_started(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.slot.shared.drain_started.clone().cancelled_owned()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.slot.step(u64::MAX, self.concurrent); // -1, wrapping
@@ -333,6 +387,50 @@ pub(crate) struct Armed {
     pub(crate) body: crate::body::Body,
     /// Held for its `Drop`: the request ends when its body is gone.
     pub(crate) _request: Option<InFlight>,
+    /// For a body that streams until shutdown ([`EndsAtShutdown`]): completes when the
+    /// drain begins, which ends the body.
+    pub(crate) until: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+}
+
+/// A response extension: its body streams until the server shuts down (server-sent
+/// events), so the drain ends it instead of waiting for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EndsAtShutdown;
+
+/// Carried by a request that asks for a protocol upgrade: see [`Connections::upgrade_ticket`].
+#[derive(Clone)]
+pub(crate) struct UpgradeTicket {
+    shared: Arc<Shared>,
+}
+
+impl UpgradeTicket {
+    /// Counts an upgraded connection until the guard is dropped.
+    pub(crate) fn admit(&self) -> Upgraded {
+        self.shared.upgraded.fetch_add(1, Ordering::AcqRel);
+        Upgraded {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// One upgraded connection alive; see [`UpgradeTicket::admit`].
+pub(crate) struct Upgraded {
+    shared: Arc<Shared>,
+}
+
+impl Upgraded {
+    /// Cancelled when upgraded connections must close: the HTTP connections have drained.
+    pub(crate) fn closing(&self) -> CancellationToken {
+        self.shared.closing.clone()
+    }
+}
+
+impl Drop for Upgraded {
+    fn drop(&mut self) {
+        if self.shared.upgraded.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.upgraded_idle.notify_waiters();
+        }
+    }
 }
 
 impl http_body::Body for Armed {
@@ -343,6 +441,11 @@ impl http_body::Body for Armed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Some(until) = &mut self.until {
+            if until.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        }
         Pin::new(&mut self.body).poll_frame(cx)
     }
 

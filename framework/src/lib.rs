@@ -15,8 +15,8 @@
 //! - [`config`]: `config.ini` (Resonance's format) into a typed [`Config`].
 //! - [`body`]: the one [`Body`] type of requests and responses.
 //! - [`respond`]: the [`Responder`] and [`IntoResponse`] traits, [`Json`], [`Html`],
-//!   [`Redirect`], negotiated [`ErrorPage`]s, and work that finishes a response
-//!   ([`respond::defer`]).
+//!   [`Redirect`], negotiated [`ErrorPage`]s, server-sent events ([`Sse`]), and work that
+//!   finishes a response ([`respond::defer`]).
 //! - [`context`]: what every controller sees of the app ([`AppContext`]: configuration,
 //!   limits, state).
 //! - [`metrics`]: the Prometheus registry and the `/metrics` endpoint.
@@ -38,9 +38,15 @@
 //! - [`links`]: invitations with a quota, a start time and an expiry ([`Links`](links::Links)).
 //! - [`files`]: [`Multipart`](files::Multipart) uploads and [`TempFiles`](files::TempFiles).
 //! - `livekit` (feature `livekit`): LiveKit room tokens from `[livekit]`.
+//! - [`channels`]: real-time channels speaking the Pusher protocol ([`channels::Channels`]):
+//!   sockets, private and presence channels authorized by the session, events across
+//!   servers through Redis.
 //! - [`dispatch`]: the request pipeline of a built app ([`Service`]).
 //! - [`app`]: the [`App`] builder: routes, state, middleware, components, hooks.
-//! - `connections`: each connection's request-head deadline and graceful close.
+//! - `connections`: each connection's request-head deadline and graceful close, upgraded
+//!   connections' included.
+//! - [`websocket`]: HTTP/1.1 upgrades to WebSocket ([`websocket::WebSocketUpgrade`]),
+//!   origin checks, limits, close 1001 at shutdown.
 //! - `lanes`: the worker threads that serve connections, one runtime each.
 //! - [`logging`]: logs on by default (`[app] log_level`, `log_format`, `RUST_LOG`).
 //! - [`server`]: accept loop, connection tasks, limits, timeouts, graceful shutdown.
@@ -48,6 +54,7 @@
 
 pub mod app;
 pub mod body;
+pub mod channels;
 pub mod component;
 pub mod config;
 mod connections;
@@ -74,6 +81,7 @@ pub mod signed;
 pub mod static_files;
 pub mod template;
 pub mod testing;
+pub mod websocket;
 
 pub use app::{App, ShutdownHooks, StartError};
 pub use body::{Body, BoxError, Request, Response};
@@ -90,7 +98,7 @@ pub use handler::checks as __private;
 pub use handler::Handler;
 pub use jobs::{Job, JobContext, JobError, Jobs};
 pub use middleware::{Middleware, Next};
-pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder};
+pub use respond::{ErrorPage, Html, IntoResponse, Json, Redirect, RequestHead, Responder, Sse};
 #[cfg(feature = "macros")]
 pub use rondo_macros::debug_handler;
 pub use routes::Routes;

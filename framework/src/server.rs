@@ -9,8 +9,12 @@
 //! closed. An accept error (out of file descriptors, say) backs off and retries rather than
 //! ending the loop; out of descriptors, a descriptor held in reserve lets the loop take the
 //! waiting connection and close it, so its client is not left hanging in the backlog.
-//! On shutdown the listener closes first, in-flight requests finish, and then the app's
-//! shutdown hooks run (pending session commits), all within `[http] shutdown_timeout`.
+//! HTTP/1.1 connections may be upgraded (WebSocket, `rondo::websocket`): the 101 response
+//! hands the socket over, and it is counted until it closes.
+//! On shutdown the listener closes first, streaming bodies that last until shutdown
+//! (server-sent events) end, in-flight requests finish, upgraded connections are told to
+//! close (WebSocket close 1001) and are waited for, and then the app's shutdown hooks run
+//! (pending session commits), all within `[http] shutdown_timeout`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,7 +37,7 @@ use http::StatusCode;
 use crate::app::App;
 use crate::body::{Body, Response};
 use crate::config::HttpConfig;
-use crate::connections::{Armed, Connections, InFlight, Slot};
+use crate::connections::{Armed, Connections, EndsAtShutdown, InFlight, Slot, UpgradeTicket};
 use crate::dispatch::{Dispatch, Service};
 use crate::lanes::Lanes;
 use crate::respond::{ErrorPage, RequestHead, Responder};
@@ -196,7 +200,8 @@ pub async fn serve(
         // a client that connects and stays silent does not hold a task for long.
         let slot = connections.open();
         let sniff = http.http2;
-        let serve = move |stream| connection(stream, sniff, slot, service, builders);
+        let ticket = connections.upgrade_ticket();
+        let serve = move |stream| connection(stream, sniff, slot, ticket, service, builders);
         match &lanes {
             Some(lanes) => lanes.spawn(stream, serve),
             None => drop(tokio::spawn(serve(stream))),
@@ -213,6 +218,15 @@ pub async fn serve(
     {
         tracing::warn!("shutdown deadline passed with requests still in flight");
     }
+    // The last requests could still reach upgraded connections (a WebSocket receiving what
+    // they published); now those close too, each telling its client it is going away.
+    connections.close_upgraded();
+    if tokio::time::timeout_at(deadline.into(), connections.upgraded_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown deadline passed with upgraded connections still open");
+    }
     if tokio::time::timeout_at(deadline.into(), hooks.run())
         .await
         .is_err()
@@ -228,6 +242,7 @@ async fn connection(
     stream: tokio::net::TcpStream,
     sniff: bool,
     slot: Arc<Slot>,
+    ticket: UpgradeTicket,
     app: Service,
     builders: Builders,
 ) {
@@ -242,14 +257,15 @@ async fn connection(
     let io = TokioIo::new(stream);
     let result = match protocol {
         Protocol::Http1 => {
-            let service = service(app, slot.clone(), None);
-            let conn = builders.http1.serve_connection(io, service);
+            let service = service(app, slot.clone(), None, Some(ticket));
+            // Upgrades (WebSocket) are HTTP/1.1 only: the 101 response hands the socket over.
+            let conn = builders.http1.serve_connection(io, service).with_upgrades();
             slot.supervise(conn, |c| c.graceful_shutdown(), false).await
         }
         Protocol::Http2 => {
             // hyper bounds the header *bytes* of an HTTP/2 request, not their count.
             let max_headers = app.context().config().http.max_headers;
-            let service = service(app, slot.clone(), Some(max_headers));
+            let service = service(app, slot.clone(), Some(max_headers), None);
             let conn = builders.http2.serve_connection(io, service);
             slot.supervise(conn, |c| c.graceful_shutdown(), true).await
         }
@@ -267,14 +283,21 @@ fn service(
     app: Service,
     slot: Arc<Slot>,
     max_headers: Option<usize>,
+    ticket: Option<UpgradeTicket>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = hyper::Response<Armed>,
     Error = Infallible,
     Future = Respond,
 > + Clone {
-    service_fn(move |req: hyper::Request<Incoming>| {
+    service_fn(move |mut req: hyper::Request<Incoming>| {
         let request = Some(slot.request(max_headers.is_some()));
+        // Only a request that asks for an upgrade pays for the ticket (one `Arc` clone).
+        if let Some(ticket) = &ticket {
+            if req.headers().contains_key(http::header::UPGRADE) {
+                req.extensions_mut().insert(ticket.clone());
+            }
+        }
         let answer = match max_headers {
             Some(max) if req.headers().len() > max => {
                 let head = RequestHead::new(req.method(), req.headers());
@@ -312,9 +335,14 @@ impl Future for Respond {
             Answer::Now(response) => response.take().unwrap_or_default(),
         };
         let request = self.request.take();
+        let until = match (&request, response.extensions().get::<EndsAtShutdown>()) {
+            (Some(request), Some(_)) => Some(Box::pin(request.drain_started())),
+            _ => None,
+        };
         Poll::Ready(Ok(response.map(|body| Armed {
             body,
             _request: request,
+            until,
         })))
     }
 }

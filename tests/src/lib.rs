@@ -5,6 +5,8 @@
 //!   responder, timeout and shutdown tests.
 //! - [`app`]: the example app against a test Redis, a cookie jar, and readings of the
 //!   shop's answers (basket, CSRF tokens).
+//! - [`channels`]: an app with channel rules, a Pusher protocol client over a real
+//!   WebSocket, channel authorization and signed publishing through the HTTP API.
 //! - [`redis`]: a real `redis-server` child process per test, with inspection
 //!   helpers.
 //! - [`redis_ha`]: a local Redis Cluster (six nodes) and a Sentinel set (a primary, a
@@ -25,6 +27,7 @@
 
 pub mod app;
 pub mod files;
+pub mod channels;
 pub mod http;
 pub mod plain_app;
 pub mod process;

@@ -147,8 +147,15 @@ pub async fn custom_app(redis: &RedisServer, extra: &str) -> (SessionManager, Te
     let manager = SessionManager::from_config(app.config(), app.redis())
         .await
         .expect("a session manager on the test Redis");
+    // The shop's basket controllers broadcast changes: channels are installed (off unless
+    // `extra` turns them on).
+    let channels = rondo::channels::Channels::builder(app.config(), app.redis(), &manager)
+        .start()
+        .await
+        .expect("channels start");
     let app = app
         .with(manager.clone())
+        .with(channels)
         .get("/typed/write", typed_write)
         .get("/typed/read", typed_read)
         .get("/contains/{key}", contains)

@@ -112,8 +112,14 @@ async fn node(config: Config) -> (SessionManager, TestServer) {
     let sessions = SessionManager::from_config(app.config(), app.redis())
         .await
         .unwrap();
+    // The shop's controllers broadcast basket changes: channels are installed (off).
+    let channels = rondo::channels::Channels::builder(app.config(), app.redis(), &sessions)
+        .start()
+        .await
+        .unwrap();
     let app = app
         .with(sessions.clone())
+        .with(channels)
         .post("/api/basket/items", example_app::api::add_item)
         .post("/api/logout", example_app::api::log_out);
     (sessions, TestServer::start(app).await)

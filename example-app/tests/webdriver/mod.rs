@@ -40,7 +40,10 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub(crate) struct Shop {
     /// `http://127.0.0.1:{port}`, where the app listens.
     pub(crate) base: String,
+    /// Where the second app listens, for [`Shop::start_two`].
+    pub(crate) second: Option<String>,
     driver_port: u16,
+    _second: Option<AppProcess>,
     // Dropped in this order: the driver (its browsers are closed by then), the app, Redis.
     _driver: ChildGuard,
     _app: AppProcess,
@@ -50,6 +53,16 @@ pub(crate) struct Shop {
 impl Shop {
     /// Starts Redis, the app and chromedriver, and waits until chromedriver listens.
     pub(crate) async fn start(name: &str) -> Shop {
+        Self::start_with(name, "", false).await
+    }
+
+    /// Two apps with channels on one Redis (two servers of one shop), and chromedriver.
+    pub(crate) async fn start_two(name: &str) -> Shop {
+        let channels = rondo_tests::channels::channels_section("");
+        Self::start_with(name, &channels, true).await
+    }
+
+    async fn start_with(name: &str, extra: &str, two: bool) -> Shop {
         let chromium = tool("CHROMIUM", CHROMIUM);
         let chromedriver = tool("CHROMEDRIVER", CHROMEDRIVER);
         assert!(
@@ -58,9 +71,20 @@ impl Shop {
              chromium-driver (scripts/test.sh does), or set CHROMIUM"
         );
         let redis = RedisServer::start().await;
-        let app = AppCommand::example(env!("CARGO_BIN_EXE_example-app"), name, redis.port(), "")
+        let app = AppCommand::example(env!("CARGO_BIN_EXE_example-app"), name, redis.port(), extra)
             .start()
             .await;
+        let second = if two {
+            let second_name = format!("{name}-2");
+            let bin = env!("CARGO_BIN_EXE_example-app");
+            Some(
+                AppCommand::example(bin, &second_name, redis.port(), extra)
+                    .start()
+                    .await,
+            )
+        } else {
+            None
+        };
         let driver_port = free_port();
         let driver = ChildGuard::new(
             Command::new(&chromedriver)
@@ -85,7 +109,9 @@ impl Shop {
         }
         Shop {
             base: app.url(""),
+            second: second.as_ref().map(|app| app.url("")),
             driver_port,
+            _second: second,
             _driver: driver,
             _app: app,
             _redis: redis,

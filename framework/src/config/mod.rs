@@ -47,7 +47,8 @@
 //!
 //! `[app]` ([`AppConfig`]), `[http]` ([`HttpConfig`]), `[session]`
 //! ([`SessionConfig`]), `[jobs]` ([`JobsConfig`]), `[files]` ([`FilesConfig`]),
-//! `[livekit]` ([`LiveKitConfig`]) and `[redis]` are built in. `[redis]` holds named
+//! `[livekit]` ([`LiveKitConfig`]), `[channels]` ([`ChannelsConfig`]) and `[redis]` are
+//! built in. `[redis]` holds named
 //! connection pools written `name[key] = value` (for example
 //! `default[host]`), giving one [`RedisPoolConfig`] per name; `name[key]` is
 //! an error in every other section. Applications add sections of their own
@@ -80,6 +81,7 @@
 //! `redis_connection_pool` with no such pool) have no line number. Loading
 //! stops at the first error.
 
+mod channels;
 mod error;
 mod files;
 mod ini;
@@ -97,6 +99,7 @@ mod value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+pub use channels::ChannelsConfig;
 pub use error::{ConfigError, ErrorKind};
 pub use files::{FilesConfig, DEFAULT_ALLOWED_TYPES};
 pub use jobs::JobsConfig;
@@ -128,6 +131,8 @@ pub struct Config {
     pub files: FilesConfig,
     /// `[livekit]`.
     pub livekit: LiveKitConfig,
+    /// `[channels]`.
+    pub channels: ChannelsConfig,
     /// Named Redis pools from `[redis] name[key] = value`, in name order.
     pub redis: BTreeMap<String, RedisPoolConfig>,
     /// Application-defined sections (registered through [`ConfigLoader::section`]), raw.
@@ -150,6 +155,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             files: FilesConfig::default(),
             livekit: LiveKitConfig::default(),
+            channels: ChannelsConfig::default(),
             redis: BTreeMap::new(),
             extra: BTreeMap::new(),
             origin: "<defaults>".to_owned(),
@@ -232,7 +238,7 @@ impl ConfigLoader {
     }
 
     /// Allows an application-defined section `[name]` whose keys are
-    /// free-form. Registering a built-in name (`app`, `http`, `session`,
+    /// free-form. Registering a built-in name (`app`, `http`, `session`, `channels`,
     /// `jobs`, `files`, `livekit`, `redis`) has no effect.
     #[must_use]
     pub fn section(mut self, name: &str) -> Self {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::channels::CHANNELS_KEYS;
 use super::error::{ConfigError, ErrorKind};
 use super::files::FILES_KEYS;
 use super::ini::{Entry, Item};
@@ -15,13 +16,14 @@ use super::validate::{
 };
 use super::value::{self, Expected};
 use super::{
-    AppConfig, Config, CookieSecure, Env, HttpConfig, JobsConfig, LogFormat, PersistMode,
-    ReadCheck, RedisMode, RedisPoolConfig, Result, SameSite, Section, SessionConfig, StoreKind,
+    AppConfig, ChannelsConfig, Config, CookieSecure, Env, HttpConfig, JobsConfig, LogFormat,
+    PersistMode, ReadCheck, RedisMode, RedisPoolConfig, Result, SameSite, Section, SessionConfig,
+    StoreKind,
 };
 
 /// The sections every config file may have.
-pub(crate) const BUILTIN_SECTIONS: [&str; 7] = [
-    "app", "http", "session", "redis", "jobs", "files", "livekit",
+pub(crate) const BUILTIN_SECTIONS: [&str; 8] = [
+    "app", "http", "session", "redis", "jobs", "files", "livekit", "channels",
 ];
 const APP_KEYS: &[&str] = &[
     "env",
@@ -91,6 +93,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     let mut session_lines: HashMap<&str, usize> = HashMap::new();
     let mut jobs_pool_line = None;
     let mut files_pool_line = None;
+    let mut channels_lines: Vec<(&str, usize)> = Vec::new();
     let mut redis_lines: HashMap<(String, String), usize> = HashMap::new();
     for item in items {
         let e = match item {
@@ -134,6 +137,12 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
                 files(&mut config.files, e)
             }
             "livekit" => livekit(&mut config.livekit, e),
+            "channels" => {
+                if let Some(known) = CHANNELS_KEYS.iter().find(|k| **k == e.key) {
+                    channels_lines.push((known, e.line));
+                }
+                channels(&mut config.channels, e)
+            }
             "session" => {
                 if let Some(known) = SESSION_KEYS.iter().find(|k| **k == e.key) {
                     session_lines.insert(known, e.line);
@@ -152,6 +161,7 @@ pub(crate) fn build(items: &[Item], file: &str, extra: &BTreeSet<String>) -> Res
     cross_check(&config, &session_lines)?;
     super::jobs::cross_check(&config, jobs_pool_line)?;
     super::files::cross_check(&config, files_pool_line)?;
+    super::channels::cross_check(&config, &channels_lines)?;
     check_redis_modes(&config, &redis_lines)?;
     config.warnings = warnings(&config, &session_lines);
     Ok(config)
@@ -436,6 +446,14 @@ fn jobs(jobs: &mut JobsConfig, e: &Entry) -> EntryResult {
         Ok(())
     } else {
         Err(EntryError::UnknownKey(JOBS_KEYS))
+    }
+}
+
+fn channels(channels: &mut ChannelsConfig, e: &Entry) -> EntryResult {
+    if super::channels::parse_key(channels, &e.key, &e.value)? {
+        Ok(())
+    } else {
+        Err(EntryError::UnknownKey(CHANNELS_KEYS))
     }
 }
 

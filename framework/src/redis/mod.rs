@@ -13,6 +13,7 @@
 //! - `conn`: one connection of any deployment ([`AnyConn`]) and an operation on it
 //!   ([`RedisConn`]).
 //! - `metrics`: the pools' Prometheus metrics.
+//! - `pubsub_conn`: dedicated pub/sub connections ([`RedisPool::pubsub_connection`]).
 //! - [`topology`]: a Redis Cluster's shards and hash slots, for connections of one's own per
 //!   primary.
 //! - [`pubsub`]: publishing ([`RedisPool::publish`]) and a [`Subscriber`] with connections of
@@ -26,6 +27,7 @@ mod metrics;
 pub mod pool;
 pub mod pubsub;
 pub(crate) mod resp;
+mod pubsub_conn;
 pub mod topology;
 
 pub use conn::{AnyConn, RedisConn, RedisFailure};

@@ -15,11 +15,13 @@
 
 mod error_page;
 mod finish;
+pub mod sse;
 mod types;
 
 pub use error_page::{escape_html, ErrorPage};
 pub(crate) use finish::run as run_finishing;
 pub use finish::{defer, Finisher};
+pub use sse::{Event, LastEventId, Sse};
 pub use types::{Html, Json, Redirect};
 
 use bytes::Bytes;

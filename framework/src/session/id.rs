@@ -137,8 +137,9 @@ impl SessionRef {
     }
 
     /// The reference as text (64 hex digits): an identity for a session that is not its
-    /// credential, such as the owner of [temporary files](crate::files::TempFiles) or the
-    /// redeemer of a [link](crate::links::Links).
+    /// credential, safe to show the client, log or put in a channel name, since it cannot be
+    /// turned back into the id; also the owner of [temporary files](crate::files::TempFiles)
+    /// or the redeemer of a [link](crate::links::Links).
     pub fn as_str(&self) -> &str {
         &self.0
     }

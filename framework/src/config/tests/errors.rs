@@ -42,7 +42,7 @@ fn error_lines_and_keys() {
         ("; c\n\n[app]\n[sesion]\n", "config.ini:4: [sesion]: unknown section (did you mean [session]?)"),
         (
             "[zzz]\n",
-            "config.ini:1: [zzz]: unknown section; expected one of [app], [http], [session], [redis], [jobs], [files], [livekit], or a section the application declares with ConfigLoader::new().section(\"zzz\")",
+            "config.ini:1: [zzz]: unknown section; expected one of [app], [http], [session], [redis], [jobs], [files], [livekit], [channels], or a section the application declares with ConfigLoader::new().section(\"zzz\")",
         ),
         (
             "[session]\n\n\n\n\n\n\n\n\n\n\ncookie_samesite = loose\n",

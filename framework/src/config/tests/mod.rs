@@ -291,7 +291,7 @@ fn application_sections() -> Result<()> {
         .is_none());
     assert_eq!(
         err(&text).lines().next(),
-        Some("config.ini:1: [example]: unknown section; expected one of [app], [http], [session], [redis], [jobs], [files], [livekit], or a section the application declares with ConfigLoader::new().section(\"example\")")
+        Some("config.ini:1: [example]: unknown section; expected one of [app], [http], [session], [redis], [jobs], [files], [livekit], [channels], or a section the application declares with ConfigLoader::new().section(\"example\")")
     );
     let e = loader
         .parse_str("[exampel]\n", "app.ini")
