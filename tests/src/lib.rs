@@ -26,8 +26,8 @@
 //! - [`eventually`]: bounded polling.
 
 pub mod app;
-pub mod files;
 pub mod channels;
+pub mod files;
 pub mod http;
 pub mod plain_app;
 pub mod process;

@@ -26,8 +26,8 @@ mod connect;
 mod metrics;
 pub mod pool;
 pub mod pubsub;
-pub(crate) mod resp;
 mod pubsub_conn;
+pub(crate) mod resp;
 pub mod topology;
 
 pub use conn::{AnyConn, RedisConn, RedisFailure};

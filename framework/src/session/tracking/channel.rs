@@ -12,8 +12,8 @@ use parking_lot::{Mutex, RwLock};
 use socket2::SockRef;
 use tokio::time::Instant;
 
-use crate::redis::resp::{self, Frame};
 use super::Sink;
+use crate::redis::resp::{self, Frame};
 
 /// Hands out epochs: unique across the connections of a node, odd for "up", even for "down".
 #[derive(Debug, Default)]

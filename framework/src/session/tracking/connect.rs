@@ -5,9 +5,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::channel::Link;
-use crate::redis::resp::{self, Frame};
 use super::Mode;
 use crate::config::RedisPoolConfig;
+use crate::redis::resp::{self, Frame};
 
 /// Why a connection attempt failed: worth retrying, or not (Redis cannot track for us).
 pub(super) enum ConnectError {
