@@ -5,7 +5,8 @@
 //! - **Where a channel goes** (`routes`): the map is asked for lazily, on the first
 //!   subscription, and again whenever something says it may be wrong:
 //!   a connection lost, a channel refused with `MOVED` or dropped by Redis because its slot
-//!   moved, the Sentinels announcing a failover. The asking runs on a task of its own, so
+//!   moved, the Sentinels announcing a failover; on a Cluster also every second while
+//!   channels are subscribed (see [`REFRESH_EVERY`]). The asking runs on a task of its own, so
 //!   that the actor always answers at once.
 //! - **Connections**: one per node that holds at least one channel, opened when a channel is
 //!   placed there, closed when its last channel leaves.
@@ -41,6 +42,11 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How often events waiting for room in the consumer's channel are tried again.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// How often a Cluster's slots are looked up again while channels are subscribed. A
+/// replica accepts `SSUBSCRIBE` and receives its shard's messages, so a channel placed from
+/// a map that was out of date (a node that had not yet heard of a failover) works without
+/// any error to say so; the next look-up moves it to its primary.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 /// What a [`super::Subscriber`] asks of the actor.
 #[derive(Debug)]
@@ -110,6 +116,8 @@ pub(super) struct Supervisor {
     flush_at: Option<Instant>,
     /// What went wrong last, for the error a caller gets at its deadline.
     last_error: String,
+    /// When a Cluster's slots are looked up again ([`REFRESH_EVERY`]).
+    refresh_at: Instant,
 }
 
 impl Supervisor {
@@ -148,6 +156,7 @@ impl Supervisor {
             deadlines: BinaryHeap::new(),
             flush_at: None,
             last_error: "no answer from Redis yet".to_owned(),
+            refresh_at: Instant::now() + REFRESH_EVERY,
         }
     }
 
@@ -184,10 +193,13 @@ impl Supervisor {
         let retry = (self.stale && !self.asking && !self.channels.is_empty())
             .then_some(self.retry_at)
             .flatten();
+        let refresh =
+            (self.settings.sharded && !self.channels.is_empty()).then_some(self.refresh_at);
         [
             retry,
             self.deadlines.peek().map(|Reverse((at, _))| *at),
             self.flush_at,
+            refresh,
         ]
         .into_iter()
         .flatten()
@@ -204,6 +216,12 @@ impl Supervisor {
             }
             if let Some(Reverse((_, channel))) = self.deadlines.pop() {
                 self.expire(&channel, now);
+            }
+        }
+        if self.settings.sharded && self.refresh_at <= now {
+            self.refresh_at = now + REFRESH_EVERY;
+            if !self.channels.is_empty() && !self.stale {
+                self.mark_stale();
             }
         }
         let due = self.retry_at.is_none_or(|at| at <= now);
