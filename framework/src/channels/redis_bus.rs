@@ -1,28 +1,35 @@
-//! The bus across servers: Redis pub/sub.
+//! The bus across servers: Redis pub/sub, through the pool's [`Subscriber`].
 //!
-//! Each server holds one dedicated pub/sub connection, subscribed only to the channels it
-//! has sockets for (`{prefix}channels:{name}`). Publishing is one `PUBLISH` on a pooled
-//! connection; Redis hands the message to every server subscribed, this one included, once
-//! each, and in the order of the publisher's commands. Subscriptions change in one task,
-//! in the order the hub reported them, so an unsubscribe never overtakes the subscribe that
-//! followed it. When the subscriber's connection is lost, it reconnects (backing off) and
-//! subscribes again to every channel that still has sockets here; what was published in
-//! between did not reach this server, which is logged.
+//! Each server subscribes only to the channels it has sockets for
+//! (`{prefix}channels:{name}`), on the subscriber's connections of its own: one to a
+//! standalone Redis or to the Sentinels' primary (moved at each failover), or on a Redis
+//! Cluster one per primary serving a subscribed channel (sharded pub/sub, `SSUBSCRIBE` /
+//! `SPUBLISH`, so a message crosses only its channel's shard). Publishing is one `PUBLISH`
+//! (`SPUBLISH`); Redis hands the message to every server subscribed, this one included, once
+//! each, and in the order of the publisher's commands. Subscriptions change in one task, in
+//! the order the hub reported them, so an unsubscribe never overtakes the subscribe that
+//! followed it; a subscribe Redis did not confirm is retried until it is, or until the
+//! channel has no socket here any more. Pub/sub is at most once: what was published while a
+//! subscription was lost did not reach this server, which is logged.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::bus::{Bus, Envelope};
 use super::hub::Hub;
 use super::ChannelError;
-use crate::redis::RedisPool;
+use crate::redis::{RedisPool, Subscriber, SubscriberEvent};
+
+/// Events waiting for the hub; more are dropped and counted (`Lagged`) rather than holding up
+/// a Redis connection.
+const EVENT_CAPACITY: usize = 4096;
+/// How often subscribes Redis did not confirm are tried again.
+const RETRY: Duration = Duration::from_millis(250);
 
 enum Command {
     Subscribe(String, watch::Sender<bool>),
@@ -38,27 +45,28 @@ pub(crate) struct RedisBus {
 }
 
 impl RedisBus {
-    /// Opens the subscriber connection (failing the start when Redis cannot be reached) and
-    /// starts its task.
+    /// Checks that Redis answers (failing the start when it cannot be reached) and starts the
+    /// subscriber's tasks.
     pub(crate) async fn start(
         pool: RedisPool,
         hub: Arc<Hub>,
         stop: CancellationToken,
     ) -> Result<Self, ChannelError> {
-        let connection = pool
-            .pubsub_connection()
+        let key_prefix = format!("{}channels:", pool.config().prefix);
+        // Publishing to a channel nobody listens to proves the deployment serves pub/sub
+        // (on a Cluster, that the channel's shard answers), without subscribing anything.
+        pool.publish(&format!("{key_prefix}rondo-start"), b"")
             .await
             .map_err(|e| ChannelError::Unavailable(e.to_string()))?;
-        let key_prefix = format!("{}channels:", pool.config().prefix);
+        let (subscriber, events) = pool.subscriber(EVENT_CAPACITY);
         let (commands, receiver) = mpsc::unbounded_channel();
-        let subscriber = Subscriber {
-            pool: pool.clone(),
-            hub,
-            key_prefix: key_prefix.clone(),
-            channels: HashSet::new(),
-            pending: Vec::new(),
-        };
-        tokio::spawn(subscriber.run(connection, receiver, stop));
+        tokio::spawn(subscriptions(
+            subscriber,
+            key_prefix.clone(),
+            receiver,
+            stop.clone(),
+        ));
+        tokio::spawn(deliveries(events, hub, key_prefix.clone(), stop));
         Ok(Self {
             pool,
             key_prefix,
@@ -75,22 +83,11 @@ impl Bus for RedisBus {
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
             let key = format!("{}{channel}", self.key_prefix);
-            let payload = envelope.encode();
-            let mut conn = self
-                .pool
-                .conn()
+            self.pool
+                .publish(&key, &envelope.encode())
                 .await
-                .map_err(|e| ChannelError::Unavailable(e.to_string()))?;
-            conn.run(|mut c| async move {
-                redis::cmd("PUBLISH")
-                    .arg(key)
-                    .arg(payload)
-                    .query_async::<i64>(&mut c)
-                    .await
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| ChannelError::Unavailable(e.to_string()))
+                .map(|_| ())
+                .map_err(|e| ChannelError::Unavailable(e.to_string()))
         })
     }
 
@@ -109,107 +106,96 @@ impl Bus for RedisBus {
     }
 }
 
-/// The task owning the subscriber connection.
-struct Subscriber {
-    pool: RedisPool,
-    hub: Arc<Hub>,
+/// Applies the hub's subscription changes in order; retries the subscribes Redis did not
+/// confirm (their readiness is reported once it does).
+async fn subscriptions(
+    subscriber: Subscriber,
     key_prefix: String,
-    /// The channels subscribed (by channel name), to subscribe again after a reconnect.
-    channels: HashSet<String>,
-    /// Readiness to report once subscribed (while reconnecting).
-    pending: Vec<watch::Sender<bool>>,
-}
-
-impl Subscriber {
-    async fn run(
-        mut self,
-        connection: redis::aio::PubSub,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        stop: CancellationToken,
-    ) {
-        let (mut sink, mut stream) = connection.split();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let lost = loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    command = commands.recv() => {
-                        let Some(command) = command else { return };
-                        let result = match command {
-                            Command::Subscribe(channel, ready) => {
-                                let key = format!("{}{channel}", self.key_prefix);
-                                self.channels.insert(channel);
-                                let result = sink.subscribe(key).await;
-                                if result.is_ok() {
-                                    let _ = ready.send(true);
-                                } else {
-                                    self.pending.push(ready);
-                                }
-                                result
-                            }
-                            Command::Unsubscribe(channel) => {
-                                let key = format!("{}{channel}", self.key_prefix);
-                                self.channels.remove(&channel);
-                                sink.unsubscribe(key).await
-                            }
-                        };
-                        if let Err(err) = result {
-                            break err.to_string();
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    stop: CancellationToken,
+) {
+    let mut unconfirmed: HashMap<String, watch::Sender<bool>> = HashMap::new();
+    let mut retry = tokio::time::interval(RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Subscribe(channel, ready)) => {
+                    let key = format!("{key_prefix}{channel}");
+                    match subscriber.subscribe(&key).await {
+                        Ok(()) => {
+                            let _ = ready.send(true);
+                        }
+                        Err(err) => {
+                            tracing::warn!(channel = %channel, error = %err, "channel not subscribed on Redis yet; retrying");
+                            unconfirmed.insert(channel, ready);
                         }
                     }
-                    message = stream.next() => {
-                        let Some(message) = message else {
-                            break "connection closed".to_owned();
-                        };
-                        self.deliver(&message);
+                }
+                Some(Command::Unsubscribe(channel)) => {
+                    unconfirmed.remove(&channel);
+                    // Fails only when the subscriber's task is gone, at shutdown.
+                    let _ = subscriber.unsubscribe(&format!("{key_prefix}{channel}")).await;
+                }
+            },
+            _ = retry.tick(), if !unconfirmed.is_empty() => {
+                let channels: Vec<String> = unconfirmed.keys().cloned().collect();
+                for channel in channels {
+                    if subscriber.subscribe(&format!("{key_prefix}{channel}")).await.is_ok() {
+                        if let Some(ready) = unconfirmed.remove(&channel) {
+                            let _ = ready.send(true);
+                        }
+                        tracing::info!(channel = %channel, "channel subscribed on Redis");
                     }
                 }
-            };
-            tracing::warn!(error = %lost, "channels' Redis subscriber lost its connection; events published until it is back do not reach this server");
-            // Reconnect, then subscribe again to what still has sockets here.
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                let Ok(connection) = self.pool.pubsub_connection().await else {
-                    continue;
-                };
-                let (new_sink, new_stream) = connection.split();
-                sink = new_sink;
-                stream = new_stream;
-                let keys: Vec<String> = self
-                    .channels
-                    .iter()
-                    .map(|c| format!("{}{c}", self.key_prefix))
-                    .collect();
-                if keys.is_empty() || sink.subscribe(keys).await.is_ok() {
-                    break;
-                }
             }
-            backoff = Duration::from_millis(50);
-            for ready in self.pending.drain(..) {
-                let _ = ready.send(true);
-            }
-            tracing::info!(
-                channels = self.channels.len(),
-                "channels' Redis subscriber reconnected"
-            );
         }
     }
+}
 
-    fn deliver(&self, message: &redis::Msg) {
-        let Some(channel) = message.get_channel_name().strip_prefix(&self.key_prefix) else {
-            return;
+/// Hands what Redis delivers to the hub, and says when a subscription lost messages.
+async fn deliveries(
+    mut events: mpsc::Receiver<SubscriberEvent>,
+    hub: Arc<Hub>,
+    key_prefix: String,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
         };
-        match Envelope::decode(Bytes::copy_from_slice(message.get_payload_bytes())) {
-            Some(envelope) => {
-                self.hub.deliver(channel, &envelope);
+        match event {
+            SubscriberEvent::Message { channel, payload } => {
+                let Some(name) = channel.strip_prefix(&key_prefix) else {
+                    continue;
+                };
+                match Envelope::decode(payload) {
+                    Some(envelope) => {
+                        hub.deliver(name, &envelope);
+                    }
+                    None => {
+                        tracing::warn!(channel = %name, "unreadable message on a channel's Redis pub/sub ignored");
+                    }
+                }
             }
-            None => {
-                tracing::warn!(channel = %channel, "unreadable message on a channel's Redis pub/sub ignored")
-            }
+            SubscriberEvent::Lost { channels } => tracing::warn!(
+                channels = channels.len(),
+                "channels' Redis subscription lost; events published until it is back do not reach this server"
+            ),
+            SubscriberEvent::Resubscribed { channels } => tracing::info!(
+                channels = channels.len(),
+                "channels' Redis subscription restored"
+            ),
+            SubscriberEvent::Lagged(dropped) => tracing::warn!(
+                dropped,
+                "channels' Redis events came faster than this server delivered them; some were dropped"
+            ),
         }
     }
 }

@@ -13,7 +13,6 @@
 //! - `conn`: one connection of any deployment ([`AnyConn`]) and an operation on it
 //!   ([`RedisConn`]).
 //! - `metrics`: the pools' Prometheus metrics.
-//! - `pubsub_conn`: dedicated pub/sub connections ([`RedisPool::pubsub_connection`]).
 //! - [`topology`]: a Redis Cluster's shards and hash slots, for connections of one's own per
 //!   primary.
 //! - [`pubsub`]: publishing ([`RedisPool::publish`]) and a [`Subscriber`] with connections of
@@ -26,7 +25,6 @@ mod connect;
 mod metrics;
 pub mod pool;
 pub mod pubsub;
-mod pubsub_conn;
 pub(crate) mod resp;
 pub mod topology;
 
