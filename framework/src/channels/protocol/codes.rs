@@ -33,7 +33,8 @@ pub enum ErrorCode {
     InvalidVersionFormat = 4006,
     /// 4007: the requested protocol version is not supported.
     UnsupportedProtocolVersion = 4007,
-    /// 4008: the connection URL has no `protocol` query parameter.
+    /// 4008: the connection URL has no `protocol` query parameter (this server takes the
+    /// current version instead; the code is kept for completeness).
     NoProtocolVersion = 4008,
     /// 4009: the connection is not authorized (for example sign-in required and missing).
     Unauthorized = 4009,
@@ -141,8 +142,10 @@ pub struct ConnectParams {
 
 impl ConnectParams {
     /// Reads the connection URL's query. The error is the code to close the socket with:
-    /// 4008 when `protocol` is missing (the protocol deprecates guessing it from `version`),
-    /// 4006 when it is not an integer, 4007 when it is outside the supported range.
+    /// A missing `protocol` means the current version (the protocol's own rule, guessing
+    /// from `version` or falling back to version 1, is deprecated, and versions below 4 are
+    /// gone; load tools and small clients often leave it out). 4006 when it is not an
+    /// integer, 4007 when it is outside the supported range.
     pub fn from_query(query: &str) -> Result<Self, ErrorCode> {
         let mut protocol = None;
         let mut client = None;
@@ -162,7 +165,7 @@ impl ConnectParams {
             }
         }
         let requested: u64 = protocol
-            .ok_or(ErrorCode::NoProtocolVersion)?
+            .unwrap_or_else(|| PROTOCOL_VERSION.to_string())
             .parse()
             .map_err(|_| ErrorCode::InvalidVersionFormat)?;
         let protocol = u8::try_from(requested)
@@ -245,8 +248,6 @@ mod tests {
     fn connect_query_errors_map_to_codes() {
         use ErrorCode::*;
         for (query, code) in [
-            ("", NoProtocolVersion),
-            ("client=js&version=8.4.0", NoProtocolVersion),
             ("protocol=seven", InvalidVersionFormat),
             ("protocol=7.0", InvalidVersionFormat),
             ("protocol=%zz", InvalidVersionFormat),
@@ -257,6 +258,11 @@ mod tests {
             ("protocol=-7", InvalidVersionFormat),
         ] {
             assert_eq!(ConnectParams::from_query(query), Err(code), "{query:?}");
+        }
+        // No `protocol`: the current version.
+        for query in ["", "client=js&version=8.4.0"] {
+            let params = ConnectParams::from_query(query).unwrap();
+            assert_eq!(params.protocol, PROTOCOL_VERSION, "{query:?}");
         }
         // An undecodable parameter the server does not read is ignored.
         assert!(ConnectParams::from_query("protocol=7&junk=%zz").is_ok());
