@@ -143,7 +143,7 @@ pub async fn add_item(
         })
         .await?;
     let basket = Basket::from_items(items);
-    crate::live::basket_changed(&channels, &session, &basket).await;
+    basket_changed(&channels, &session, &basket).await;
     Ok(Json(basket))
 }
 
@@ -155,7 +155,7 @@ pub async fn clear_basket(
     if session.contains("basket").await? {
         session.remove("basket")?;
         session.persist().await?;
-        crate::live::basket_changed(&channels, &session, &Basket::default()).await;
+        basket_changed(&channels, &session, &Basket::default()).await;
     }
     Ok(Json(Basket::default()))
 }
@@ -222,4 +222,10 @@ pub async fn me(session: Session) -> Result<Json<Me>, ApiError> {
 /// `GET /readyz`: 200 when the session store answers, 503 otherwise.
 pub async fn ready(State(sessions): State<SessionManager>) -> Result<&'static str, SessionError> {
     sessions.ready().await.map(|()| "ready")
+}
+
+/// Tells every tab of `session` its basket is now `basket` (logged, never fatal: the change
+/// itself stands).
+pub async fn basket_changed(channels: &Channels, session: &Session, basket: &Basket) {
+    crate::live::publish(channels, session, crate::live::BASKET_UPDATED, basket).await;
 }

@@ -12,9 +12,7 @@ use rondo::channels::{ChannelParams, Channels, ChannelsBuilder, PresenceMember};
 use rondo::{Session, SessionError};
 use serde::Serialize;
 
-use crate::api::Basket;
-
-/// The event a basket change is broadcast as; its data is the [`Basket`].
+/// The event a basket change is broadcast as; its data is the basket (`api::Basket`).
 pub const BASKET_UPDATED: &str = "basket.updated";
 /// The event the hydration job broadcasts; its data is the list of recommendations.
 pub const RECOMMENDATIONS_READY: &str = "recommendations.ready";
@@ -46,12 +44,6 @@ pub fn channels(builder: ChannelsBuilder) -> ChannelsBuilder {
                 }))
             },
         )
-}
-
-/// Tells every tab of `session` its basket is now `basket` (logged, never fatal: the change
-/// itself stands).
-pub async fn basket_changed(channels: &Channels, session: &Session, basket: &Basket) {
-    publish(channels, session, BASKET_UPDATED, basket).await;
 }
 
 /// Broadcasts `event` with `data` on `session`'s basket channel.

@@ -16,8 +16,8 @@ use rondo::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{add_to, parse_item, parse_user, Basket, Item};
-use crate::live::{basket_changed, LivePage};
+use crate::api::{add_to, basket_changed, parse_item, parse_user, Basket, Item};
+use crate::live::LivePage;
 
 /// What `basket.html` shows.
 #[derive(Debug, Serialize)]

@@ -2,20 +2,17 @@
 //!
 //! Publishing never writes to sockets directly. It hands an [`Envelope`] (the frame,
 //! serialized once, the socket to leave out, the time of publication) to the bus, and the
-//! bus hands it to the [`Hub`] of every server that has subscribers for the channel, which
+//! bus hands it to the hub (`hub.rs`) of every server that has subscribers for the channel, which
 //! writes it to its local sockets. Two buses implement [`Bus`] and share that fan-out
-//! code: [`MemoryBus`] hands the envelope straight to this process's hub (channels within
+//! code: the memory bus (`memory_bus.rs`) hands the envelope straight to this process's hub (channels within
 //! one process), and the Redis bus (`redis_bus.rs`) carries it through Redis pub/sub, once
 //! per server subscribed to the channel, this one included. Delivery only ever goes
 //! through the bus, so on Redis an event reaches each socket exactly once, and in the
 //! order its publisher published.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
-use super::hub::Hub;
 use super::protocol::{Frame, SocketId};
 use super::ChannelError;
 
@@ -93,36 +90,6 @@ pub(crate) trait Bus: Send + Sync + 'static {
 
     /// What the start-up log says about it.
     fn describe(&self) -> &'static str;
-}
-
-/// The bus of one process: publishing is local delivery.
-pub(crate) struct MemoryBus {
-    hub: Arc<Hub>,
-}
-
-impl MemoryBus {
-    pub(crate) fn new(hub: Arc<Hub>) -> Self {
-        Self { hub }
-    }
-}
-
-impl Bus for MemoryBus {
-    fn publish<'a>(
-        &'a self,
-        channel: &'a str,
-        envelope: Envelope,
-    ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        self.hub.deliver(channel, &envelope);
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn interest(&self, _channel: &str, _on: bool, ready: tokio::sync::watch::Sender<bool>) {
-        let _ = ready.send(true);
-    }
-
-    fn describe(&self) -> &'static str {
-        "memory (this process only)"
-    }
 }
 
 #[cfg(test)]

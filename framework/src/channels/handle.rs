@@ -4,18 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{Bus, Envelope, MemoryBus};
+use super::bus::{Bus, Envelope};
 use super::hub::Hub;
+use super::memory_bus::MemoryBus;
 use super::metrics::ChannelMetrics;
 use super::presence::{MemoryPresence, Presence};
 use super::protocol::{ChannelName, Credentials, Frame, FrameLimits, SocketId};
 use super::rules::{ChannelParams, IntoAllow, IntoMember, Rules};
 use super::ChannelError;
-use crate::component::{Component, Installer};
 use crate::config::{ChannelsConfig, Config};
 use crate::redis::Redis;
 use crate::session::{Backend, Session, SessionManager};
@@ -288,35 +287,6 @@ impl ChannelsBuilder {
             );
         }
         Ok(Channels { shared })
-    }
-}
-
-impl Component for Channels {
-    fn install(self, app: &mut Installer<'_>) {
-        app.state(self.clone());
-        self.shared.metrics.register(app);
-        let stop = self.shared.stop.clone();
-        app.on_shutdown(move || async move { stop.cancel() });
-        let config = &self.shared.config;
-        if !config.enabled {
-            return;
-        }
-        app.route(
-            Method::GET,
-            &format!("{}/{{key}}", config.path),
-            super::socket::connect,
-        );
-        app.route(Method::POST, &config.auth_path, super::auth::authorize);
-        app.route(
-            Method::POST,
-            "/apps/{app_id}/events",
-            super::http_api::trigger,
-        );
-        app.route(
-            Method::POST,
-            "/apps/{app_id}/batch_events",
-            super::http_api::trigger_batch,
-        );
     }
 }
 

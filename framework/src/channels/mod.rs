@@ -16,20 +16,23 @@
 //! - [`protocol`]: the wire format, signatures and error codes, as pure functions.
 //! - `socket`: one connection's loop (subscriptions, pings, client events, limits).
 //! - `hub`: this server's sockets by channel; each event is serialized once and shared.
-//! - `bus`: how events reach every server's hub: in memory, or through Redis pub/sub
+//! - `bus`: how events reach every server's hub: in memory (`memory_bus`), or through Redis pub/sub
 //!   (`redis_bus`), behind one trait so both share the fan-out code.
 //! - `presence`: who is on each presence channel, in memory or in Redis with heartbeats
 //!   (`redis_presence`).
 //! - [`rules`]: the app's channel rules; `auth`: the authorization endpoint.
 //! - `http_api`: the HTTP events API.
-//! - `handle`: [`Channels`] itself, its builder, and broadcasting from Rust.
+//! - `handle`: [`Channels`] itself, its builder, and broadcasting from Rust; `component`:
+//!   how it joins an app (state, metrics, routes).
 //! - `metrics`: what `/metrics` shows of them.
 
 mod auth;
 mod bus;
+mod component;
 mod handle;
 mod http_api;
 mod hub;
+mod memory_bus;
 mod metrics;
 mod presence;
 pub mod protocol;

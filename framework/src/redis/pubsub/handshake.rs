@@ -6,10 +6,12 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::link::CLIENT_NAME;
 use super::Addr;
 use crate::config::RedisPoolConfig;
 use crate::redis::resp::{self, Frame};
+
+/// The name the connections give themselves (`CLIENT LIST` shows it).
+const CLIENT_NAME: &str = "rondo-pubsub";
 
 /// Connects to `addr` and sets the connection up: `HELLO 3` with the pool's credentials and
 /// the client name, or, on a server without `HELLO`, RESP2 with `AUTH` and `CLIENT SETNAME`.

@@ -37,9 +37,6 @@ use crate::redis::resp::{self, Frame};
 /// How often a connection checks that its node still answers.
 pub(super) const PING_EVERY: Duration = Duration::from_secs(1);
 
-/// The name the connections give themselves (`CLIENT LIST` shows it).
-pub(super) const CLIENT_NAME: &str = "rondo-pubsub";
-
 /// What a connection tells the supervisor.
 #[derive(Debug)]
 pub(super) enum Report {
