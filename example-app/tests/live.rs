@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rondo_tests::app::set_cookie_value;
 use rondo_tests::channels::{authorize_with, channels_section, PusherClient, KEY};
 use rondo_tests::http::{request, Client};
-use rondo_tests::process::{AppCommand, AppProcess};
+use rondo_tests::process::{rss_kib, AppCommand, AppProcess};
 use rondo_tests::redis::RedisServer;
 use serde_json::{json, Value};
 
@@ -201,16 +201,4 @@ async fn a_thousand_sockets_on_one_server() {
             .await
             .is_none());
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
 }

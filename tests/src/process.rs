@@ -26,6 +26,20 @@ use crate::http::Client;
 /// How long [`AppCommand::start`] waits for the process to log its address.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`; 0 when it
+/// cannot be read). `std::process::id()` for this process.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// A port the OS just handed out for `127.0.0.1:0`, released again for a child process to
 /// bind (it may be taken by someone else meanwhile: callers that can, retry).
 ///

@@ -12,6 +12,7 @@ use rondo_tests::channels::{
     PusherClient, Refused, KEY, SECRET,
 };
 use rondo_tests::http::TestServer;
+use rondo_tests::process::rss_kib;
 use rondo_tests::redis::RedisServer;
 use serde_json::json;
 
@@ -486,7 +487,7 @@ async fn slow_consumers_are_cut() {
 async fn a_thousand_connections_on_one_node() {
     let redis = RedisServer::start().await;
     let server = start_channels(channels_config(redis.port(), "max_connections = 5000")).await;
-    let before = rss_kib();
+    let before = rss_kib(std::process::id());
     let mut clients = Vec::new();
     for _ in 0..1000 {
         let mut client = PusherClient::connect(server.addr).await;
@@ -494,7 +495,7 @@ async fn a_thousand_connections_on_one_node() {
         assert_eq!(reply.event, "pusher_internal:subscription_succeeded");
         clients.push(client);
     }
-    let after = rss_kib();
+    let after = rss_kib(std::process::id());
     println!(
         "1000 subscribed connections: RSS {before} KiB -> {after} KiB, {:.1} KiB per connection \
          (server and client ends together)",
@@ -505,16 +506,4 @@ async fn a_thousand_connections_on_one_node() {
         let event = client.expect("hello", WAIT).await;
         assert!(event.is_some(), "client {n} missed the event");
     }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
 }

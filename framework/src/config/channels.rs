@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, ErrorKind};
 use super::value::{self, Expected, ValueResult};
-use super::{Config, StoreKind};
+use super::Config;
 
 /// The keys `[channels]` accepts, for unknown-key errors and their did-you-mean.
 pub(crate) const CHANNELS_KEYS: &[&str] = &[
@@ -254,22 +254,8 @@ pub(crate) fn cross_check(config: &Config, lines: &[(&str, usize)]) -> super::Re
     if c.path == c.auth_path {
         return refuse("auth_path", "auth_path must differ from path".into());
     }
-    if let Some(pool) = &c.redis_connection_pool {
-        if config.session.store == StoreKind::Redis && !config.redis.contains_key(pool) {
-            let message = format!(
-                "no Redis pool named {pool:?} in [redis]; expected a pool such as {pool}[host] = \
-                 127.0.0.1 (or leave the key out to use the sessions' pool)"
-            );
-            let err = ConfigError::new(ErrorKind::MissingPool, &config.origin, message)
-                .in_section("channels")
-                .for_key("redis_connection_pool");
-            return Err(match line_of("redis_connection_pool") {
-                Some(line) => err.at_line(line),
-                None => err,
-            });
-        }
-    }
-    Ok(())
+    let pool = c.redis_connection_pool.as_deref();
+    super::pools::check_named_pool(config, "channels", pool, line_of("redis_connection_pool"))
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::{ConfigError, ErrorKind};
 use super::value::{self, Expected, ValueResult};
-use super::{Config, StoreKind};
+use super::Config;
 
 /// The keys `[files]` accepts, for unknown-key errors and their did-you-mean.
 pub(crate) const FILES_KEYS: &[&str] = &[
@@ -187,23 +186,8 @@ fn route(v: &str) -> ValueResult<String> {
 /// With Redis sessions, the records' pool must exist (sessions on `auto` or `memory` keep
 /// the records in process, so a missing pool is no error then).
 pub(crate) fn cross_check(config: &Config, pool_line: Option<usize>) -> super::Result<()> {
-    let Some(pool) = &config.files.redis_connection_pool else {
-        return Ok(());
-    };
-    if config.session.store != StoreKind::Redis || config.redis.contains_key(pool) {
-        return Ok(());
-    }
-    let message = format!(
-        "no Redis pool named {pool:?} in [redis]; expected a pool such as {pool}[host] = \
-         127.0.0.1 (or leave the key out to use the sessions' pool)"
-    );
-    let err = ConfigError::new(ErrorKind::MissingPool, &config.origin, message)
-        .in_section("files")
-        .for_key("redis_connection_pool");
-    Err(match pool_line {
-        Some(line) => err.at_line(line),
-        None => err,
-    })
+    let pool = config.files.redis_connection_pool.as_deref();
+    super::pools::check_named_pool(config, "files", pool, pool_line)
 }
 
 #[cfg(test)]

@@ -88,6 +88,7 @@ mod ini;
 mod jobs;
 mod key;
 mod livekit;
+mod pools;
 mod section;
 #[macro_use]
 mod settings;
