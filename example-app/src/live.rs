@@ -4,7 +4,7 @@
 //! Each session has a private channel, `private-basket.{reference}` (the session's
 //! [`SessionRef`](rondo::SessionRef): a hash of its id, safe to show). Only that session
 //! may join it ([`channels`]'s rule); every controller that changes the basket broadcasts
-//! the new basket there ([`basket_changed`]), and the login's background job announces the
+//! the new basket there (`api::basket_changed`), and the login's background job announces the
 //! recommendations it stored. The page's own small protocol client (`static/live.js`)
 //! subscribes and redraws. Logged-in users also join `presence-shop`, who is in the shop.
 
