@@ -384,8 +384,8 @@ async fn client_events_are_relayed_and_rate_limited() {
 }
 
 /// Refusals at connect time close with the protocol's codes: an unknown app key 4001, an
-/// unsupported protocol version 4007 (none at all is taken for the current one); a foreign origin gets 403 before the
-/// upgrade; beyond `max_connections` 4100.
+/// unsupported protocol version 4007 (none at all is taken for the current one); a foreign
+/// origin gets 403 before the upgrade; beyond `max_connections` 4100.
 #[tokio::test]
 async fn connection_refusals_use_protocol_codes() {
     let redis = RedisServer::start().await;
