@@ -5,7 +5,8 @@
 //! The app ([`channels_app`]): `POST /login` with a JSON user name stores it in the
 //! session; `private-user.{name}` may be joined by that user only; `presence-room.{id}` by
 //! any logged-in user, as `{"user_id": name, "user_info": {"name": name}}`; `POST
-//! /broadcast` (JSON `{"channel", "event", "data"}`) publishes from a controller.
+//! /broadcast` (JSON `{"channel", "event", "data"}`) publishes from a controller, and `POST
+//! /remove` (JSON `{"channel", "user"}`) takes a user off a presence channel.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -64,6 +65,20 @@ async fn broadcast(
     Ok("sent")
 }
 
+#[derive(serde::Deserialize)]
+struct Removal {
+    channel: String,
+    user: String,
+}
+
+async fn remove(
+    State(channels): State<Channels>,
+    Json(r): Json<Removal>,
+) -> Result<&'static str, rondo::channels::ChannelError> {
+    channels.remove_user(&r.channel, &r.user).await?;
+    Ok("removed")
+}
+
 /// The test app on `config` (see the module docs).
 ///
 /// # Panics
@@ -98,6 +113,7 @@ pub async fn channels_app(config: Config) -> App {
         .with(channels)
         .post("/login", log_in)
         .post("/broadcast", broadcast)
+        .post("/remove", remove)
 }
 
 /// Serves [`channels_app`] on `config`.

@@ -191,6 +191,71 @@ async fn presence_join_and_leave_across_servers() {
     assert_eq!(removed.data, json!({"user_id": "bo"}));
 }
 
+/// `Channels::remove_user` on one server takes a user off a presence channel on every
+/// server: each of their sockets is told (`Removed`, 403), the others see one
+/// `member_removed`, nothing published afterwards reaches the removed sockets, and their old
+/// authorization no longer subscribes them. Only presence channels can be asked.
+#[tokio::test]
+async fn a_removed_user_leaves_the_channel_on_every_server() {
+    let (_redis, a, b) = two_servers("").await;
+    let room = "presence-room.5";
+    let mut ana_jar = log_in_as(&a, "ana").await;
+    let mut bo_jar = log_in_as(&b, "bo").await;
+    let mut ana = PusherClient::connect(a.addr).await;
+    ana.join(&a, &mut ana_jar, room).await;
+    let mut bo_on_b = PusherClient::connect(b.addr).await;
+    let (status, grant) = authorize(&b, &mut bo_jar, &bo_on_b.socket_id, room).await;
+    assert_eq!(status, 200, "{grant}");
+    let reply = bo_on_b
+        .subscribe_with(room, grant["auth"].as_str(), grant["channel_data"].as_str())
+        .await
+        .unwrap();
+    assert_eq!(reply.event, "pusher_internal:subscription_succeeded");
+    let mut bo_on_a = PusherClient::connect(a.addr).await;
+    bo_on_a.join(&a, &mut bo_jar, room).await;
+    ana.expect("pusher_internal:member_added", WAIT)
+        .await
+        .unwrap();
+
+    let removal = json!({ "channel": room, "user": "bo" }).to_string();
+    let res = a.post_json("/remove", &removal).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    for bo in [&mut bo_on_b, &mut bo_on_a] {
+        let told = bo.expect("pusher:subscription_error", WAIT).await.unwrap();
+        assert_eq!(told.channel.as_deref(), Some(room));
+        assert_eq!(told.data["type"], "Removed");
+        assert_eq!(told.data["status"], 403);
+    }
+    let removed = ana
+        .expect("pusher_internal:member_removed", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(removed.data, json!({"user_id": "bo"}));
+    assert!(ana
+        .expect("pusher_internal:member_removed", Duration::from_millis(500))
+        .await
+        .is_none());
+
+    publish(&b, room, "after", &json!({"n": 1})).await;
+    let after = ana.expect("after", WAIT).await.unwrap();
+    assert_eq!(after.data, json!({"n": 1}));
+    for bo in [&mut bo_on_b, &mut bo_on_a] {
+        assert!(bo.expect("after", Duration::from_millis(500)).await.is_none());
+    }
+    // The authorization Bo held still verifies, but the socket refuses the channel now.
+    let again = bo_on_b
+        .subscribe_with(room, grant["auth"].as_str(), grant["channel_data"].as_str())
+        .await
+        .unwrap();
+    assert_eq!(again.event, "pusher:subscription_error");
+    assert_eq!(again.data["type"], "Removed");
+
+    let private = json!({ "channel": "private-user.bo", "user": "bo" }).to_string();
+    assert_eq!(a.post_json("/remove", &private).await.status, 400);
+    let nobody = json!({ "channel": room, "user": "" }).to_string();
+    assert_eq!(a.post_json("/remove", &nobody).await.status, 400);
+}
+
 /// Authorization: no session, another user's channel, and a channel no rule covers are
 /// refused with 403; a malformed request with 400.
 #[tokio::test]

@@ -10,6 +10,8 @@
 //! through the bus, so on Redis an event reaches each socket exactly once, and in the
 //! order its publisher published.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
@@ -25,6 +27,9 @@ pub(crate) struct Envelope {
     pub(crate) except: Option<SocketId>,
     /// When it was published, in microseconds of the Unix epoch (for the latency metric).
     pub(crate) at_micros: u64,
+    /// For an eviction, the presence user whose sockets must leave the channel: only those
+    /// sockets receive the frame (and leave), every other socket ignores the envelope.
+    pub(crate) evict: Option<Arc<str>>,
 }
 
 impl Envelope {
@@ -34,13 +39,36 @@ impl Envelope {
             frame,
             except,
             at_micros: now_micros(),
+            evict: None,
         }
     }
 
-    /// The wire form between servers: `"{at_micros} {except or -}\n{frame}"`.
+    /// An eviction published now: every socket of presence user `user_id` on the channel
+    /// leaves it and receives `frame`.
+    pub(crate) fn eviction(frame: Frame, user_id: &str) -> Self {
+        Self {
+            frame,
+            except: None,
+            at_micros: now_micros(),
+            evict: Some(Arc::from(user_id)),
+        }
+    }
+
+    /// The wire form between servers: `"{at_micros} {except or -}\n{frame}"`, and for an
+    /// eviction `"{at_micros} - !{user id in hex}\n{frame}"`. A server that does not know
+    /// evictions fails to read the second form (no socket id is `- !…`) and ignores it,
+    /// rather than handing the frame to every socket.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let except = self.except.as_ref().map_or("-", SocketId::as_str);
-        let head = format!("{} {except}\n", self.at_micros);
+        let mut head = format!("{} {except}", self.at_micros);
+        if let Some(user) = &self.evict {
+            head.push_str(" !");
+            for byte in user.as_bytes() {
+                head.push(char::from(HEX[usize::from(byte >> 4)]));
+                head.push(char::from(HEX[usize::from(byte & 0xf)]));
+            }
+        }
+        head.push('\n');
         let mut out = Vec::with_capacity(head.len() + self.frame.as_bytes().len());
         out.extend_from_slice(head.as_bytes());
         out.extend_from_slice(self.frame.as_bytes());
@@ -51,19 +79,47 @@ impl Envelope {
     pub(crate) fn decode(bytes: Bytes) -> Option<Self> {
         let newline = bytes.iter().position(|&b| b == b'\n')?;
         let head = std::str::from_utf8(&bytes[..newline]).ok()?;
-        let (at, except) = head.split_once(' ')?;
-        let at_micros = at.parse().ok()?;
-        let except = match except {
+        let mut parts = head.split(' ');
+        let at_micros = parts.next()?.parse().ok()?;
+        let except = match parts.next()? {
             "-" => None,
             id => Some(SocketId::parse(id).ok()?),
         };
+        let evict = match parts.next() {
+            None => None,
+            Some(user) => Some(Arc::from(unhex(user.strip_prefix('!')?)?.as_str())),
+        };
+        if parts.next().is_some() {
+            return None;
+        }
         let frame = Frame::from_wire(bytes.slice(newline + 1..))?;
         Some(Self {
             frame,
             except,
             at_micros,
+            evict,
         })
     }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex back to UTF-8 text; `None` for anything else.
+fn unhex(text: &str) -> Option<String> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let bytes = text
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// Microseconds since the Unix epoch, by this server's clock.
@@ -106,14 +162,28 @@ mod tests {
                 frame: frame.clone(),
                 except: except.clone(),
                 at_micros: 1_700_000_000_000_000,
+                evict: None,
             };
             let back = Envelope::decode(Bytes::from(envelope.encode()));
             let back = back.unwrap_or_else(|| unreachable!("decodes"));
             assert_eq!(back.frame, frame);
             assert_eq!(back.except, except);
             assert_eq!(back.at_micros, 1_700_000_000_000_000);
+            assert_eq!(back.evict, None);
+        }
+        for user in ["u-41", "Ann Smith", "ünïcode {x}", ""] {
+            let envelope = Envelope::eviction(frame.clone(), user);
+            let wire = envelope.encode();
+            let back = Envelope::decode(Bytes::from(wire));
+            let back = back.unwrap_or_else(|| unreachable!("decodes"));
+            assert_eq!(back.evict.as_deref(), Some(user));
+            assert_eq!(back.except, None);
+            assert_eq!(back.frame, frame);
         }
         assert!(Envelope::decode(Bytes::from_static(b"junk")).is_none());
         assert!(Envelope::decode(Bytes::from_static(b"1 x.y\n{}")).is_none());
+        assert!(Envelope::decode(Bytes::from_static(b"1 - !4\n{}")).is_none());
+        assert!(Envelope::decode(Bytes::from_static(b"1 - 41\n{}")).is_none());
+        assert!(Envelope::decode(Bytes::from_static(b"1 - !41 x\n{}")).is_none());
     }
 }

@@ -12,7 +12,7 @@ use super::hub::Hub;
 use super::memory_bus::MemoryBus;
 use super::metrics::ChannelMetrics;
 use super::presence::{MemoryPresence, Presence};
-use super::protocol::{ChannelName, Credentials, Frame, FrameLimits, SocketId};
+use super::protocol::{ChannelKind, ChannelName, Credentials, Frame, FrameLimits, SocketId};
 use super::rules::{ChannelParams, IntoAllow, IntoMember, Rules};
 use super::ChannelError;
 use crate::config::{ChannelsConfig, Config};
@@ -186,6 +186,46 @@ impl Channels {
         }
         let frame = Frame::event(event, &channel, &data);
         self.shared.publish(channel.as_str(), frame, except).await
+    }
+
+    /// Takes presence user `user_id` off presence channel `channel` on every server: each of
+    /// their sockets there leaves it (the other members get `member_removed` once, as when
+    /// they leave by themselves), receives `pusher:subscription_error` with type `Removed`
+    /// and status 403 (Laravel Echo's `.error()` callback), and may not join that channel
+    /// again. The eviction travels in order with the channel's events, so nothing
+    /// published after it reaches those sockets.
+    ///
+    /// It acts on the sockets subscribed now: take the user's right away first (so that
+    /// your channel rule refuses them), then remove them, and a new socket cannot come back.
+    ///
+    /// # Errors
+    ///
+    /// An invalid channel name, a channel that is not a presence channel (only those know
+    /// who is behind a socket), an empty user id, or (with Redis) Redis unreachable.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(channels: rondo::channels::Channels) -> Result<(), rondo::channels::ChannelError> {
+    /// // After taking Ann's membership away in the app's own records:
+    /// channels.remove_user("presence-room.42", "ann").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_user(&self, channel: &str, user_id: &str) -> Result<(), ChannelError> {
+        let name = ChannelName::new(channel).map_err(|e| ChannelError::Invalid(e.to_string()))?;
+        if name.kind() != ChannelKind::Presence {
+            return Err(ChannelError::Invalid(format!(
+                "{channel} is not a presence channel: only those know their users"
+            )));
+        }
+        if user_id.is_empty() {
+            return Err(ChannelError::Invalid("the user id is empty".to_owned()));
+        }
+        let frame = super::socket::removed_frame(&name);
+        self.shared
+            .bus
+            .publish(name.as_str(), Envelope::eviction(frame, user_id))
+            .await
     }
 
     /// The `[channels]` settings in force.

@@ -26,6 +26,16 @@ pub(crate) struct Outgoing {
     pub(crate) frame: Frame,
     /// When it was published (microseconds of the Unix epoch).
     pub(crate) at_micros: u64,
+    /// Set for an eviction: the socket acts on it instead of writing the frame blindly.
+    pub(crate) evict: Option<Arc<Eviction>>,
+}
+
+/// A presence user to take off a channel (`Channels::remove_user`), as a socket receives
+/// it: only a socket subscribed to `channel` as `user_id` leaves it and gets the frame.
+#[derive(Debug)]
+pub(crate) struct Eviction {
+    pub(crate) channel: Box<str>,
+    pub(crate) user_id: Arc<str>,
 }
 
 /// The sending side of one socket.
@@ -128,6 +138,14 @@ impl Hub {
         let Some(local) = self.channels.read().get(channel).cloned() else {
             return 0;
         };
+        // One eviction shared by every socket of the channel; each checks whether it is
+        // the user's (the hub does not know who is behind a socket).
+        let evict = envelope.evict.as_ref().map(|user_id| {
+            Arc::new(Eviction {
+                channel: channel.into(),
+                user_id: user_id.clone(),
+            })
+        });
         let subscribers = local.subscribers.read();
         let mut queued = 0;
         for outbox in subscribers.iter() {
@@ -137,6 +155,7 @@ impl Hub {
             outbox.push(Outgoing {
                 frame: envelope.frame.clone(),
                 at_micros: envelope.at_micros,
+                evict: evict.clone(),
             });
             queued += 1;
         }

@@ -10,8 +10,12 @@
 //! The activity timer runs from the client's last message: after `activity_timeout` of
 //! silence the server sends `pusher:ping`, and a client that has not answered 30 s later
 //! is closed with 4201, as the protocol says.
+//!
+//! An eviction (`Channels::remove_user`) arrives through the same queue, in order with the
+//! channel's events: the socket of that user leaves the channel before anything published
+//! after the eviction could reach it, is told so, and may not join that channel again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +40,17 @@ const PONG_WAIT: Duration = Duration::from_secs(30);
 const BATCH: usize = 64;
 /// How long a subscription waits for the bus to deliver the channel here.
 const READY_WAIT: Duration = Duration::from_secs(5);
+
+/// What a socket removed from a channel is told, then and at any later try to join it:
+/// `pusher:subscription_error` with type `Removed` and status 403.
+pub(crate) fn removed_frame(channel: &ChannelName) -> Frame {
+    Frame::subscription_error(
+        channel,
+        "Removed",
+        "you were removed from this channel",
+        403,
+    )
+}
 
 /// `GET {path}/{key}`: the WebSocket handshake. A page of a foreign origin is refused with
 /// 403 before upgrading; every other refusal (unknown key, bad protocol version, too many
@@ -83,6 +98,7 @@ async fn run(shared: Arc<Shared>, mut ws: WebSocket, refusal: Option<ErrorCode>)
         id,
         outbox,
         subscriptions: HashMap::new(),
+        evicted: HashSet::new(),
         rate: Rate::default(),
     };
     let activity = conn.shared.config.activity_timeout;
@@ -133,6 +149,9 @@ struct Conn {
     outbox: Arc<Outbox>,
     /// The channels subscribed to, with the member joined as on presence channels.
     subscriptions: HashMap<ChannelName, Option<PresenceMember>>,
+    /// Channels this socket was removed from: its old authorization would still verify
+    /// (it signs the socket id, not a time), so the socket itself refuses them.
+    evicted: HashSet<ChannelName>,
     rate: Rate,
 }
 
@@ -179,16 +198,20 @@ impl Conn {
                 Some(first) = queue.recv() => {
                     // A client that stops reading blocks the write once the kernel's
                     // buffers are full: the cut must still get through.
-                    tokio::select! {
-                        written = self.write_batch(ws, first, queue) => {
-                            if written.is_err() {
-                                return End::Gone;
-                            }
-                        }
+                    let eviction = tokio::select! {
+                        written = self.write_batch(ws, first, queue) => match written {
+                            Ok(eviction) => eviction,
+                            Err(()) => return End::Gone,
+                        },
                         () = outbox.cut() => {
                             self.shared.metrics.slow_consumers.inc();
                             tracing::debug!(socket = %self.id, "slow consumer cut while writing");
                             return close_for(ErrorCode::OverCapacity);
+                        }
+                    };
+                    if let Some(item) = eviction {
+                        if self.on_eviction(ws, item).await.is_err() {
+                            return End::Gone;
                         }
                     }
                 }
@@ -206,18 +229,24 @@ impl Conn {
         }
     }
 
-    /// Writes `first` and whatever else is queued (up to [`BATCH`]), then flushes once.
+    /// Writes `first` and whatever else is queued (up to [`BATCH`]), then flushes once. An
+    /// eviction ends the batch unwritten and is returned, for [`Conn::on_eviction`].
     async fn write_batch(
         &self,
         ws: &mut WebSocket,
         first: Outgoing,
         queue: &mut mpsc::Receiver<Outgoing>,
-    ) -> Result<(), ()> {
+    ) -> Result<Option<Outgoing>, ()> {
         let metrics = &self.shared.metrics;
         let stream = ws.get_mut();
         let mut next = Some(first);
         let mut written = 0;
+        let mut eviction = None;
         while let Some(item) = next.take() {
+            if item.evict.is_some() {
+                eviction = Some(item);
+                break;
+            }
             metrics.sent(item.at_micros);
             stream
                 .feed(Message::Text(item.frame.into_text()))
@@ -228,7 +257,34 @@ impl Conn {
                 next = queue.try_recv().ok();
             }
         }
-        stream.flush().await.map_err(|_| ())
+        if written > 0 {
+            stream.flush().await.map_err(|_| ())?;
+        }
+        Ok(eviction)
+    }
+
+    /// Acts on an eviction: a socket on its channel as its user leaves the channel (the
+    /// others get `member_removed` once the user's last socket has left), is sent the
+    /// eviction's frame, and may not join the channel again. Other sockets ignore it.
+    async fn on_eviction(&mut self, ws: &mut WebSocket, item: Outgoing) -> Result<(), ()> {
+        let Some(eviction) = item.evict else {
+            return Ok(());
+        };
+        let found = self.subscriptions.iter().find_map(|(name, member)| {
+            let theirs = *name.as_str() == *eviction.channel
+                && member
+                    .as_ref()
+                    .is_some_and(|m| *m.user_id == *eviction.user_id);
+            theirs.then(|| name.clone())
+        });
+        let Some(channel) = found else {
+            return Ok(());
+        };
+        self.unsubscribe(&channel).await;
+        tracing::debug!(socket = %self.id, channel = %channel, "removed from a presence channel");
+        self.evicted.insert(channel);
+        self.shared.metrics.sent(item.at_micros);
+        send(ws, item.frame).await
     }
 
     /// Answers one client message; `Err` when the connection must end.
@@ -272,6 +328,9 @@ impl Conn {
         if self.subscriptions.contains_key(&channel) {
             return (channel.kind() != ChannelKind::Presence)
                 .then(|| Frame::subscription_succeeded(&channel));
+        }
+        if self.evicted.contains(&channel) {
+            return Some(removed_frame(&channel));
         }
         if self.subscriptions.len() >= self.shared.config.max_channels_per_connection {
             let message = format!(
