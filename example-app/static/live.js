@@ -1,16 +1,15 @@
-// The shop's live basket: a small client of the Pusher Channels protocol (version 7),
-// written for this page. It connects to the server that served the page, asks
-// /broadcasting/auth (with the session cookie) for the basket channel of this session,
-// subscribes, and redraws the basket and the recommendations as events arrive. It answers
-// the server's pings, and reconnects (backing off) unless the server refused it for good.
+// The pages' own small client of the Pusher Channels protocol (version 7), written for this
+// app, and the shop's live basket on top of it.
+//
+// RondoChannels.connect(options) connects to the server that served the page, asks
+// options.auth (with the session cookie) for each channel of options.channels, subscribes
+// (presence channels with the member the server signed), answers the server's pings, and
+// reconnects (backing off) unless the server refused it for good. Every frame on a channel
+// goes to options.onEvent(channel, event, data, frame); options.onState(state) hears
+// "connecting", "live" and "offline". The returned object sends client events
+// (trigger(channel, "client-…", data)) and closes (close()).
 (function () {
   "use strict";
-  var live = document.getElementById("live");
-  if (!live || !window.WebSocket) {
-    return;
-  }
-  var cfg = live.dataset;
-  var retry = 1000;
 
   function parse(text) {
     try {
@@ -20,75 +19,122 @@
     }
   }
 
-  function state(name) {
-    live.dataset.state = name;
-    live.textContent = name === "live" ? "live" : name === "connecting" ? "connecting…" : "offline";
-  }
+  function connect(options) {
+    var ws = null;
+    var socketId = null;
+    var retry = 1000;
+    var stopped = false;
 
-  function connect() {
-    state("connecting");
-    var scheme = location.protocol === "https:" ? "wss" : "ws";
-    var url = scheme + "://" + location.host + cfg.path + "/" + encodeURIComponent(cfg.key) +
-      "?protocol=7&client=rondo-shop&version=1.0";
-    var ws = new WebSocket(url);
-    ws.onmessage = function (message) {
-      var frame = parse(message.data);
-      if (!frame || typeof frame !== "object") {
-        return;
+    function state(name) {
+      if (options.onState) {
+        options.onState(name);
       }
-      var data = typeof frame.data === "string" ? parse(frame.data) : frame.data;
-      switch (frame.event) {
-        case "pusher:connection_established":
-          retry = 1000;
-          subscribe(ws, data.socket_id);
-          break;
-        case "pusher:ping":
-          ws.send(JSON.stringify({ event: "pusher:pong", data: {} }));
-          break;
-        case "pusher_internal:subscription_succeeded":
-          state("live");
-          break;
-        case "pusher:subscription_error":
+    }
+
+    function emit(channel, event, data, frame) {
+      if (options.onEvent) {
+        options.onEvent(channel, event, data, frame);
+      }
+    }
+
+    function send(frame) {
+      if (ws && ws.readyState === 1) {
+        ws.send(JSON.stringify(frame));
+      }
+    }
+
+    function subscribe(channel) {
+      var body = new URLSearchParams({ socket_id: socketId, channel_name: channel });
+      fetch(options.auth, { method: "POST", body: body, credentials: "same-origin" })
+        .then(function (response) {
+          if (!response.ok) {
+            var refused = new Error("refused: " + response.status);
+            refused.status = response.status;
+            throw refused;
+          }
+          return response.json();
+        })
+        .then(function (grant) {
+          var data = { channel: channel, auth: grant.auth };
+          if (grant.channel_data) {
+            data.channel_data = grant.channel_data;
+          }
+          send({ event: "pusher:subscribe", data: data });
+        })
+        .catch(function (error) {
           state("offline");
-          break;
-        case "basket.updated":
-          renderBasket(data);
-          break;
-        case "recommendations.ready":
-          renderRecommendations(data);
-          break;
-      }
-    };
-    ws.onclose = function (event) {
-      state("offline");
-      // 4000-4099: the server says reconnecting unchanged will not help.
-      if (event.code >= 4000 && event.code < 4100) {
-        return;
-      }
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 30000);
+          emit(channel, "pusher:subscription_error",
+            { type: "AuthError", status: error.status || 0 }, null);
+        });
+    }
+
+    function open() {
+      state("connecting");
+      var scheme = location.protocol === "https:" ? "wss" : "ws";
+      var url = scheme + "://" + location.host + options.path + "/" +
+        encodeURIComponent(options.key) + "?protocol=7&client=rondo-js&version=1.0";
+      ws = new WebSocket(url);
+      ws.onmessage = function (message) {
+        var frame = parse(message.data);
+        if (!frame || typeof frame !== "object") {
+          return;
+        }
+        var data = typeof frame.data === "string" ? parse(frame.data) : frame.data;
+        switch (frame.event) {
+          case "pusher:connection_established":
+            retry = 1000;
+            socketId = data.socket_id;
+            options.channels.forEach(subscribe);
+            return;
+          case "pusher:ping":
+            send({ event: "pusher:pong", data: {} });
+            return;
+          case "pusher_internal:subscription_succeeded":
+            state("live");
+            break;
+          case "pusher:subscription_error":
+            state("offline");
+            break;
+        }
+        if (frame.channel) {
+          emit(frame.channel, frame.event, data, frame);
+        }
+      };
+      ws.onclose = function (event) {
+        ws = null;
+        state("offline");
+        // 4000-4099: the server says reconnecting unchanged will not help.
+        if (stopped || (event.code >= 4000 && event.code < 4100)) {
+          return;
+        }
+        setTimeout(open, retry);
+        retry = Math.min(retry * 2, 30000);
+      };
+    }
+
+    open();
+    return {
+      trigger: function (channel, event, data) {
+        send({ event: event, channel: channel, data: data });
+      },
+      close: function () {
+        stopped = true;
+        if (ws) {
+          ws.close();
+        }
+      },
     };
   }
 
-  function subscribe(ws, socketId) {
-    var body = new URLSearchParams({ socket_id: socketId, channel_name: cfg.channel });
-    fetch(cfg.auth, { method: "POST", body: body, credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("refused: " + response.status);
-        }
-        return response.json();
-      })
-      .then(function (grant) {
-        ws.send(JSON.stringify({
-          event: "pusher:subscribe",
-          data: { channel: cfg.channel, auth: grant.auth },
-        }));
-      })
-      .catch(function () {
-        state("offline");
-      });
+  window.RondoChannels = { connect: connect };
+
+  // The shop's live basket: the session's basket channel redraws the basket and the
+  // recommendations as events arrive, from any tab, on any server.
+  var live = document.getElementById("live");
+  if (!live || !live.dataset.channel || document.getElementById("room") || !window.WebSocket) {
+    return;
   }
+  var cfg = live.dataset;
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -159,5 +205,21 @@
     section.appendChild(list);
   }
 
-  connect();
+  connect({
+    key: cfg.key,
+    path: cfg.path,
+    auth: cfg.auth,
+    channels: [cfg.channel],
+    onState: function (name) {
+      live.dataset.state = name;
+      live.textContent = name === "live" ? "live" : name === "connecting" ? "connecting…" : "offline";
+    },
+    onEvent: function (channel, event, data) {
+      if (event === "basket.updated") {
+        renderBasket(data);
+      } else if (event === "recommendations.ready") {
+        renderRecommendations(data);
+      }
+    },
+  });
 })();
