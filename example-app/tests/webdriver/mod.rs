@@ -21,6 +21,7 @@ use fantoccini::elements::Element;
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use rondo_tests::files::FilesDir;
 use rondo_tests::process::{free_port, AppCommand, AppProcess, ChildGuard};
 use rondo_tests::redis::RedisServer;
 use serde_json::{json, Value};
@@ -44,6 +45,8 @@ pub(crate) struct Shop {
     pub(crate) second: Option<String>,
     driver_port: u16,
     _second: Option<AppProcess>,
+    /// The `[files] dir` both apps share, for [`Shop::start_rooms`].
+    _files: Option<FilesDir>,
     // Dropped in this order: the driver (its browsers are closed by then), the app, Redis.
     _driver: ChildGuard,
     _app: AppProcess,
@@ -60,6 +63,24 @@ impl Shop {
     pub(crate) async fn start_two(name: &str) -> Shop {
         let channels = rondo_tests::channels::channels_section("");
         Self::start_with(name, &channels, true).await
+    }
+
+    /// Two apps set up as one deployment of the meeting rooms: one Redis, one `[files] dir`,
+    /// one `[app] key` (file links signed on one server verify on the other), channels with
+    /// client events (the pointers), and a `[livekit]` project (no LiveKit server listens
+    /// there: the token is what the pages show).
+    pub(crate) async fn start_rooms(name: &str) -> Shop {
+        let files = FilesDir::new();
+        let extra = format!(
+            "[app]\nkey = base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n\
+             [files]\ndir = {}\n[livekit]\nurl = ws://127.0.0.1:9\napi_key = APIbrowser\n\
+             api_secret = a-browser-test-secret-of-32-characters\n{}",
+            files.path().display(),
+            rondo_tests::channels::channels_section("client_events = true"),
+        );
+        let mut shop = Self::start_with(name, &extra, true).await;
+        shop._files = Some(files);
+        shop
     }
 
     async fn start_with(name: &str, extra: &str, two: bool) -> Shop {
@@ -112,6 +133,7 @@ impl Shop {
             second: second.as_ref().map(|app| app.url("")),
             driver_port,
             _second: second,
+            _files: None,
             _driver: driver,
             _app: app,
             _redis: redis,
@@ -252,6 +274,47 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until `condition` (a script's body returning a boolean; `arguments[0]` is
+    /// `arg`) holds in the page, at most `within`; how long that took.
+    pub(crate) async fn wait_until(&self, what: &str, condition: &str, arg: &str, within: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            let holds = self
+                .client
+                .execute(condition, vec![Value::from(arg)])
+                .await
+                .ok()
+                .and_then(|v| v.as_bool());
+            if holds == Some(true) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{what}: not within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The attribute `name` of the element matching `selector` (waiting for it), as written
+    /// in the page.
+    pub(crate) async fn attr(&self, selector: &str, name: &str) -> String {
+        self.wait_for(selector)
+            .await
+            .attr(name)
+            .await
+            .expect("read an attribute")
+            .unwrap_or_else(|| panic!("{selector} has no {name}"))
+    }
+
+    /// A screenshot of the page, written to `target/{name}`.
+    pub(crate) async fn screenshot_to(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG image");
+        std::fs::create_dir_all(target_dir()).expect("target dir");
+        std::fs::write(target_dir().join(name), &png).expect("write the screenshot");
     }
 
     /// Adds `qty` of `sku` through the add-item form and waits for the flash notice.
