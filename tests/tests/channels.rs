@@ -240,7 +240,10 @@ async fn a_removed_user_leaves_the_channel_on_every_server() {
     let after = ana.expect("after", WAIT).await.unwrap();
     assert_eq!(after.data, json!({"n": 1}));
     for bo in [&mut bo_on_b, &mut bo_on_a] {
-        assert!(bo.expect("after", Duration::from_millis(500)).await.is_none());
+        assert!(bo
+            .expect("after", Duration::from_millis(500))
+            .await
+            .is_none());
     }
     // The authorization Bo held still verifies, but the socket refuses the channel now.
     let again = bo_on_b

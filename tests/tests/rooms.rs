@@ -73,7 +73,11 @@ async fn open_room(server: &TestServer, host: &mut Jar, capacity: u32) -> String
 /// The host makes a link for `room` with `body` (JSON fields of the API); its id.
 async fn make_link(server: &TestServer, host: &mut Jar, room: &str, body: Value) -> String {
     let res = host
-        .post_json(server, &format!("/api/rooms/{room}/links"), &body.to_string())
+        .post_json(
+            server,
+            &format!("/api/rooms/{room}/links"),
+            &body.to_string(),
+        )
         .await;
     assert_eq!(res.status, 201, "{}", res.body);
     let link = res.json();
@@ -93,7 +97,9 @@ async fn browse(server: &TestServer, jar: &mut Jar, path: &str) -> TestResponse 
     if jar.value.is_some() {
         headers.push(("cookie", cookie.as_str()));
     }
-    let res = server.send(request("GET", path, &headers, String::new())).await;
+    let res = server
+        .send(request("GET", path, &headers, String::new()))
+        .await;
     jar.update(&res);
     res
 }
@@ -115,7 +121,12 @@ async fn upload(
     }
     let body = multipart(&[file("file", name, "text/plain", body)]);
     server
-        .send(request("POST", &format!("/api/rooms/{room}/files"), &headers, body))
+        .send(request(
+            "POST",
+            &format!("/api/rooms/{room}/files"),
+            &headers,
+            body,
+        ))
         .await
 }
 
@@ -141,12 +152,18 @@ async fn a_guest_joins_by_link_and_the_room_works_across_servers() {
     let before = guest.value.clone();
     let res = join(&w.b, &mut guest, &link).await;
     assert_eq!(res.status, 303, "{}", res.body);
-    assert_eq!(res.header("location"), Some(format!("/rooms/{room}").as_str()));
+    assert_eq!(
+        res.header("location"),
+        Some(format!("/rooms/{room}").as_str())
+    );
     assert_ne!(guest.value, before, "the session id rotates on joining");
     let view = guest.get(&w.b, &format!("/api/rooms/{room}")).await;
     assert_eq!(view.status, 200, "{}", view.body);
     let view = view.json();
-    assert!(view["me"]["name"].as_str().unwrap().starts_with("Guest "), "{view}");
+    assert!(
+        view["me"]["name"].as_str().unwrap().starts_with("Guest "),
+        "{view}"
+    );
     assert_eq!(view["me"]["host"], false);
     assert_eq!(view["members"].as_array().unwrap().len(), 2);
     assert_eq!(view["members"][0]["name"], "Ann");
@@ -154,14 +171,24 @@ async fn a_guest_joins_by_link_and_the_room_works_across_servers() {
 
     // The same visitor again: let through, no second place used.
     assert_eq!(join(&w.a, &mut guest, &link).await.status, 303);
-    let links = ann.get(&w.a, &format!("/api/rooms/{room}/links")).await.json();
+    let links = ann
+        .get(&w.a, &format!("/api/rooms/{room}/links"))
+        .await
+        .json();
     assert_eq!(links[0]["uses"], 1, "{links}");
 
     let said = guest
-        .post_json(&w.b, &format!("/api/rooms/{room}/chat"), r#"{"text":"hello from B"}"#)
+        .post_json(
+            &w.b,
+            &format!("/api/rooms/{room}/chat"),
+            r#"{"text":"hello from B"}"#,
+        )
         .await;
     assert_eq!(said.status, 201, "{}", said.body);
-    let chat = ann.get(&w.a, &format!("/api/rooms/{room}/chat")).await.json();
+    let chat = ann
+        .get(&w.a, &format!("/api/rooms/{room}/chat"))
+        .await
+        .json();
     assert_eq!(chat[0]["text"], "hello from B");
     assert_eq!(chat[0]["name"], view["me"]["name"]);
 
@@ -171,10 +198,16 @@ async fn a_guest_joins_by_link_and_the_room_works_across_servers() {
     let shared = shared.json();
     assert_eq!(shared["name"], "agenda.txt");
     assert_eq!(shared["size"], bytes.len());
-    let listed = ann.get(&w.a, &format!("/api/rooms/{room}/files")).await.json();
+    let listed = ann
+        .get(&w.a, &format!("/api/rooms/{room}/files"))
+        .await
+        .json();
     assert_eq!(listed[0]["id"], shared["id"]);
     let signed = listed[0]["url"].as_str().unwrap();
-    assert!(signed.contains("expires=") && signed.contains("signature="), "{signed}");
+    assert!(
+        signed.contains("expires=") && signed.contains("signature="),
+        "{signed}"
+    );
     let path = listed[0]["path"].as_str().unwrap();
     let redirect = ann.get(&w.a, path).await;
     assert_eq!(redirect.status, 303, "{}", redirect.body);
@@ -198,7 +231,10 @@ async fn a_guest_joins_by_link_and_the_room_works_across_servers() {
     assert!(claims.video.room_join);
     let exp = u64::try_from(claims.exp).unwrap();
     assert!((before + 600..=unix_now() + 600).contains(&exp), "{exp}");
-    assert!(token["expires_at"].as_u64().unwrap().abs_diff(exp) <= 1, "{token}");
+    assert!(
+        token["expires_at"].as_u64().unwrap().abs_diff(exp) <= 1,
+        "{token}"
+    );
 
     // Every key of the room shares its hash tag (one Redis Cluster slot).
     let keys = w.redis.keys(&format!("t:rooms:{{{room}}}*")).await;
@@ -225,60 +261,120 @@ async fn join_links_refuse_with_their_reasons() {
     assert!((3500..=3600).contains(&wait), "{wait}");
     let page = browse(&w.b, &mut Jar::default(), &format!("/join/{early}")).await;
     assert_eq!(page.status, 403);
-    assert!(page.content_type().starts_with("text/html"), "{}", page.content_type());
-    assert!(page.body.contains("data-reason=\"not_started\""), "{}", page.body);
+    assert!(
+        page.content_type().starts_with("text/html"),
+        "{}",
+        page.content_type()
+    );
+    assert!(
+        page.body.contains("data-reason=\"not_started\""),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("Not started yet"), "{}", page.body);
-    assert!(page.body.contains(&format!("data-starts-at=\"{later}\"")), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("data-starts-at=\"{later}\"")),
+        "{}",
+        page.body
+    );
 
     let once = make_link(&w.a, &mut ann, &room, json!({ "max_uses": 1 })).await;
     let mut first = Jar::default();
     assert_eq!(join(&w.a, &mut first, &once).await.status, 303);
     let res = join(&w.b, &mut Jar::default(), &once).await;
-    assert_eq!((res.status.as_u16(), res.json()["reason"].clone()), (403, json!("full")));
+    assert_eq!(
+        (res.status.as_u16(), res.json()["reason"].clone()),
+        (403, json!("full"))
+    );
 
     // Two places: the first guest and one more; a third, by another link, finds it full.
     let second = make_link(&w.a, &mut ann, &room, json!({ "max_uses": 2 })).await;
     assert_eq!(join(&w.b, &mut Jar::default(), &second).await.status, 303);
     let res = join(&w.b, &mut Jar::default(), &second).await;
-    assert_eq!((res.status.as_u16(), res.json()["reason"].clone()), (403, json!("full")));
+    assert_eq!(
+        (res.status.as_u16(), res.json()["reason"].clone()),
+        (403, json!("full"))
+    );
 
     let old = make_link(&w.a, &mut ann, &room, json!({})).await;
     let key = format!("t:links:{{{old}}}");
     w.redis.cmd(&["HSET", &key, "expires", "1000"]).await;
     let res = join(&w.b, &mut Jar::default(), &old).await;
-    assert_eq!((res.status.as_u16(), res.json()["reason"].clone()), (410, json!("expired")));
+    assert_eq!(
+        (res.status.as_u16(), res.json()["reason"].clone()),
+        (410, json!("expired"))
+    );
 
     let withdrawn = make_link(&w.a, &mut ann, &room, json!({})).await;
     let res = ann
-        .send(&w.a, "DELETE", &format!("/api/rooms/{room}/links/{withdrawn}"), None, "")
+        .send(
+            &w.a,
+            "DELETE",
+            &format!("/api/rooms/{room}/links/{withdrawn}"),
+            None,
+            "",
+        )
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let res = join(&w.b, &mut Jar::default(), &withdrawn).await;
-    assert_eq!((res.status.as_u16(), res.json()["reason"].clone()), (410, json!("revoked")));
+    assert_eq!(
+        (res.status.as_u16(), res.json()["reason"].clone()),
+        (410, json!("revoked"))
+    );
 
     for bad in ["nope", "AAAAAAAAAAAAAAAAAAAAAA", "%7Bx%7D"] {
         let res = join(&w.b, &mut Jar::default(), bad).await;
-        assert_eq!((res.status.as_u16(), res.json()["reason"].clone()), (404, json!("invalid")), "{bad}");
+        assert_eq!(
+            (res.status.as_u16(), res.json()["reason"].clone()),
+            (404, json!("invalid")),
+            "{bad}"
+        );
     }
 
     // The first guest, removed by the host, cannot come back by their link.
     let me = first.get(&w.a, &format!("/api/rooms/{room}")).await.json()["me"]["id"].clone();
     let me = me.as_str().unwrap();
     let res = ann
-        .send(&w.a, "DELETE", &format!("/api/rooms/{room}/members/{me}"), None, "")
+        .send(
+            &w.a,
+            "DELETE",
+            &format!("/api/rooms/{room}/members/{me}"),
+            None,
+            "",
+        )
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
-    assert_eq!(first.get(&w.a, &format!("/api/rooms/{room}")).await.status, 403);
+    assert_eq!(
+        first.get(&w.a, &format!("/api/rooms/{room}")).await.status,
+        403
+    );
     let res = join(&w.a, &mut first, &once).await;
-    assert_eq!((res.status.as_u16(), res.json()["reason"].clone()), (403, json!("removed")));
+    assert_eq!(
+        (res.status.as_u16(), res.json()["reason"].clone()),
+        (403, json!("removed"))
+    );
 
     let unused = make_link(&w.a, &mut ann, &room, json!({})).await;
-    let res = ann.post_json(&w.b, &format!("/api/rooms/{room}/close"), "{}").await;
+    let res = ann
+        .post_json(&w.b, &format!("/api/rooms/{room}/close"), "{}")
+        .await;
     assert_eq!(res.status, 200, "{}", res.body);
     let res = join(&w.b, &mut Jar::default(), &unused).await;
-    assert_eq!((res.status.as_u16(), res.json()["reason"].clone()), (410, json!("closed")));
-    let info = ann.get(&w.a, &format!("/api/rooms/{room}/links")).await.json();
-    assert!(info.as_array().unwrap().iter().all(|l| l["revoked"] == true), "{info}");
+    assert_eq!(
+        (res.status.as_u16(), res.json()["reason"].clone()),
+        (410, json!("closed"))
+    );
+    let info = ann
+        .get(&w.a, &format!("/api/rooms/{room}/links"))
+        .await
+        .json();
+    assert!(
+        info.as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["revoked"] == true),
+        "{info}"
+    );
     let res = ann
         .post_json(&w.a, &format!("/api/rooms/{room}/links"), "{}")
         .await;
@@ -323,7 +419,8 @@ async fn non_members_get_403_everywhere() {
         assert_eq!(res.status, 403, "{}", res.body);
         let socket = PusherClient::connect(w.a.addr).await;
         let channel = format!("presence-room.{room}");
-        let (status, _) = authorize_with(w.a.client(), &cookie(stranger), &socket.socket_id, &channel).await;
+        let (status, _) =
+            authorize_with(w.a.client(), &cookie(stranger), &socket.socket_id, &channel).await;
         assert_eq!(status, 403);
     }
     let page = browse(&w.b, &mut eve, &format!("/rooms/{room}")).await;
@@ -346,10 +443,18 @@ async fn non_members_get_403_everywhere() {
     assert_eq!(res.status, 403, "{}", res.body);
 
     let unknown = "0123456789abcdef01234567";
-    assert_eq!(guest.get(&w.a, &format!("/api/rooms/{unknown}")).await.status, 404);
+    assert_eq!(
+        guest
+            .get(&w.a, &format!("/api/rooms/{unknown}"))
+            .await
+            .status,
+        404
+    );
     assert_eq!(guest.get(&w.a, "/api/rooms/not-a-room").await.status, 404);
     // Hosting needs a login.
-    let res = nobody.post_json(&w.a, "/api/rooms", r#"{"title":"x","capacity":1}"#).await;
+    let res = nobody
+        .post_json(&w.a, "/api/rooms", r#"{"title":"x","capacity":1}"#)
+        .await;
     assert_eq!(res.status, 401, "{}", res.body);
 }
 
@@ -363,7 +468,10 @@ async fn chat_keeps_fifty_and_escapes() {
     let chat = format!("/api/rooms/{room}/chat");
     let long = json!({ "text": "é".repeat(501) }).to_string();
     assert_eq!(ann.post_json(&w.a, &chat, &long).await.status, 400);
-    assert_eq!(ann.post_json(&w.a, &chat, r#"{"text":"   "}"#).await.status, 400);
+    assert_eq!(
+        ann.post_json(&w.a, &chat, r#"{"text":"   "}"#).await.status,
+        400
+    );
     let fits = json!({ "text": "é".repeat(500) }).to_string();
     assert_eq!(ann.post_json(&w.a, &chat, &fits).await.status, 201);
     for n in 1..=55 {
@@ -381,9 +489,16 @@ async fn chat_keeps_fifty_and_escapes() {
     assert_eq!(ann.post_json(&w.a, &chat, &body).await.status, 201);
     let page = browse(&w.a, &mut ann, &format!("/rooms/{room}")).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("&lt;img src=x onerror=alert(1)&gt;"), "{}", page.body);
+    assert!(
+        page.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("<img src=x"), "escaped");
-    assert!(page.body.contains("Standup &lt;weekly&gt;"), "the title is escaped too");
+    assert!(
+        page.body.contains("Standup &lt;weekly&gt;"),
+        "the title is escaped too"
+    );
 }
 
 /// The host removes a member: their socket (on the other server) is told and leaves the
@@ -402,23 +517,40 @@ async fn removal_and_closing_reach_the_sockets() {
     let channel = format!("presence-room.{room}");
 
     let mut ann_socket = PusherClient::connect(w.a.addr).await;
-    let joined = ann_socket.join_with(w.a.client(), &cookie(&ann), &channel).await;
+    let joined = ann_socket
+        .join_with(w.a.client(), &cookie(&ann), &channel)
+        .await;
     assert_eq!(joined.data["presence"]["count"], 1);
     let mut bob_socket = PusherClient::connect(w.b.addr).await;
-    let joined = bob_socket.join_with(w.b.client(), &cookie(&bob), &channel).await;
+    let joined = bob_socket
+        .join_with(w.b.client(), &cookie(&bob), &channel)
+        .await;
     assert_eq!(joined.data["presence"]["count"], 2);
     let bob_id = bob.get(&w.b, &format!("/api/rooms/{room}")).await.json()["me"]["id"].clone();
     let bob_id = bob_id.as_str().unwrap().to_owned();
     let hash = &joined.data["presence"]["hash"];
-    assert_eq!(hash[&bob_id], json!({ "name": "Bob", "host": false }), "{hash}");
-    let added = ann_socket.expect("pusher_internal:member_added", WAIT).await.unwrap();
+    assert_eq!(
+        hash[&bob_id],
+        json!({ "name": "Bob", "host": false }),
+        "{hash}"
+    );
+    let added = ann_socket
+        .expect("pusher_internal:member_added", WAIT)
+        .await
+        .unwrap();
     assert_eq!(added.data["user_id"], bob_id.as_str());
     let mut cy_socket = PusherClient::connect(w.b.addr).await;
-    cy_socket.join_with(w.b.client(), &cookie(&cy), &channel).await;
+    cy_socket
+        .join_with(w.b.client(), &cookie(&cy), &channel)
+        .await;
 
     // Chat reaches every socket, on both servers.
     let said = bob
-        .post_json(&w.b, &format!("/api/rooms/{room}/chat"), r#"{"text":"hi all"}"#)
+        .post_json(
+            &w.b,
+            &format!("/api/rooms/{room}/chat"),
+            r#"{"text":"hi all"}"#,
+        )
         .await;
     assert_eq!(said.status, 201);
     for socket in [&mut ann_socket, &mut cy_socket] {
@@ -428,46 +560,86 @@ async fn removal_and_closing_reach_the_sockets() {
     }
 
     let res = ann
-        .send(&w.a, "DELETE", &format!("/api/rooms/{room}/members/{bob_id}"), None, "")
+        .send(
+            &w.a,
+            "DELETE",
+            &format!("/api/rooms/{room}/members/{bob_id}"),
+            None,
+            "",
+        )
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
-    let told = bob_socket.expect("pusher:subscription_error", WAIT).await.unwrap();
+    let told = bob_socket
+        .expect("pusher:subscription_error", WAIT)
+        .await
+        .unwrap();
     assert_eq!(told.data["type"], "Removed");
     // The presence change and the app's event may come in either order.
-    let seen = both(&mut ann_socket, "pusher_internal:member_removed", "member.removed").await;
+    let seen = both(
+        &mut ann_socket,
+        "pusher_internal:member_removed",
+        "member.removed",
+    )
+    .await;
     assert_eq!(seen.0.data["user_id"], bob_id.as_str());
     assert_eq!(seen.1.data["name"], "Bob");
     let fresh = PusherClient::connect(w.b.addr).await;
     let (status, _) = authorize_with(w.b.client(), &cookie(&bob), &fresh.socket_id, &channel).await;
     assert_eq!(status, 403, "a removed member's new socket is refused");
     let said = bob
-        .post_json(&w.b, &format!("/api/rooms/{room}/chat"), r#"{"text":"still here?"}"#)
+        .post_json(
+            &w.b,
+            &format!("/api/rooms/{room}/chat"),
+            r#"{"text":"still here?"}"#,
+        )
         .await;
     assert_eq!(said.status, 403);
     let said = ann
-        .post_json(&w.a, &format!("/api/rooms/{room}/chat"), r#"{"text":"without Bob"}"#)
+        .post_json(
+            &w.a,
+            &format!("/api/rooms/{room}/chat"),
+            r#"{"text":"without Bob"}"#,
+        )
         .await;
     assert_eq!(said.status, 201);
     let message = cy_socket.expect("chat.message", WAIT).await.unwrap();
     assert_eq!(message.data["text"], "without Bob");
-    assert!(bob_socket.expect("chat.message", Duration::from_millis(500)).await.is_none());
+    assert!(bob_socket
+        .expect("chat.message", Duration::from_millis(500))
+        .await
+        .is_none());
     // The host cannot remove themself.
     let ann_id = ann.get(&w.a, &format!("/api/rooms/{room}")).await.json()["me"]["id"].clone();
     let res = ann
-        .send(&w.a, "DELETE", &format!("/api/rooms/{room}/members/{}", ann_id.as_str().unwrap()), None, "")
+        .send(
+            &w.a,
+            "DELETE",
+            &format!("/api/rooms/{room}/members/{}", ann_id.as_str().unwrap()),
+            None,
+            "",
+        )
         .await;
     assert_eq!(res.status, 400, "{}", res.body);
 
-    let res = ann.post_json(&w.a, &format!("/api/rooms/{room}/close"), "{}").await;
+    let res = ann
+        .post_json(&w.a, &format!("/api/rooms/{room}/close"), "{}")
+        .await;
     assert_eq!(res.status, 200, "{}", res.body);
     for socket in [&mut ann_socket, &mut cy_socket] {
         let closed = socket.expect("room.closed", WAIT).await.unwrap();
         assert_eq!(closed.data["room"], room.as_str());
-        let removed = socket.expect("pusher:subscription_error", WAIT).await.unwrap();
+        let removed = socket
+            .expect("pusher:subscription_error", WAIT)
+            .await
+            .unwrap();
         assert_eq!(removed.data["type"], "Removed");
     }
     let said = cy
-        .post_json(&w.a, &format!("/api/rooms/{room}/chat"), r#"{"text":"after"}"#)
+        .post_json(
+            &w.a,
+            &format!("/api/rooms/{room}/chat"),
+            r#"{"text":"after"}"#,
+        )
         .await;
     assert_eq!(said.status, 410, "{}", said.body);
     let page = browse(&w.a, &mut cy, &format!("/rooms/{room}")).await;
@@ -483,7 +655,10 @@ async fn both(
     socket: &mut PusherClient,
     first: &str,
     second: &str,
-) -> (rondo_tests::channels::Received, rondo_tests::channels::Received) {
+) -> (
+    rondo_tests::channels::Received,
+    rondo_tests::channels::Received,
+) {
     let (mut one, mut two) = (None, None);
     let deadline = std::time::Instant::now() + WAIT;
     while one.is_none() || two.is_none() {

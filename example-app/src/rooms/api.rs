@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::content::{AvToken, FileView};
+use super::error::RoomError;
 use super::hosting::NewRoom;
 use super::invites::{NewRoomLink, RoomLink};
-use super::error::RoomError;
 use super::model::{ChatMessage, Member, Room};
 use super::{live, Rooms};
 
@@ -61,7 +61,10 @@ pub async fn create(
     };
     let room = rooms.create_room(&session, new).await?;
     let path = format!("/rooms/{}", room.id);
-    Ok((StatusCode::CREATED, Json(json!({ "room": room, "path": path }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "room": room, "path": path })),
+    ))
 }
 
 /// `GET /api/rooms`: the rooms the logged-in user hosts.
@@ -69,7 +72,10 @@ pub async fn create(
 /// # Errors
 ///
 /// 401 without a login.
-pub async fn list(State(rooms): State<Rooms>, session: Session) -> Result<Json<Vec<Room>>, RoomError> {
+pub async fn list(
+    State(rooms): State<Rooms>,
+    session: Session,
+) -> Result<Json<Vec<Room>>, RoomError> {
     Ok(Json(rooms.hosted(&session).await?))
 }
 

@@ -55,7 +55,12 @@ impl Rooms {
     ///
     /// As [`Rooms::as_member_of_open`], [`RoomError::Invalid`] for an empty or too long
     /// message, or a store failure.
-    pub async fn say(&self, session: &Session, id: &str, text: &str) -> Result<ChatMessage, RoomError> {
+    pub async fn say(
+        &self,
+        session: &Session,
+        id: &str,
+        text: &str,
+    ) -> Result<ChatMessage, RoomError> {
         let (room, me) = self.as_member_of_open(session, id).await?;
         let text = parse_chat(text).map_err(RoomError::Invalid)?;
         let message = ChatMessage {
@@ -76,7 +81,12 @@ impl Rooms {
     ///
     /// As [`Rooms::as_member_of_open`], [`rondo::files::FilesError::QuotaExceeded`] past
     /// the room's quota, or a store failure.
-    pub async fn share(&self, session: &Session, id: &str, upload: UploadedFile) -> Result<FileView, RoomError> {
+    pub async fn share(
+        &self,
+        session: &Session,
+        id: &str,
+        upload: UploadedFile,
+    ) -> Result<FileView, RoomError> {
         let (room, me) = self.as_member_of_open(session, id).await?;
         let now = unix_now();
         let ttl = Duration::from_secs(room.expires_at.saturating_sub(now).max(1));
@@ -108,7 +118,11 @@ impl Rooms {
     /// # Errors
     ///
     /// As [`Rooms::as_member`], or a store failure.
-    pub async fn room_files(&self, session: &Session, id: &str) -> Result<Vec<FileView>, RoomError> {
+    pub async fn room_files(
+        &self,
+        session: &Session,
+        id: &str,
+    ) -> Result<Vec<FileView>, RoomError> {
         let (room, _) = self.as_member(session, id).await?;
         self.files_of(&room).await
     }
@@ -125,7 +139,12 @@ impl Rooms {
     /// # Errors
     ///
     /// As [`Rooms::as_member`], [`RoomError::NotFound`] for a file the room does not have.
-    pub async fn file_link(&self, session: &Session, id: &str, file: &str) -> Result<String, RoomError> {
+    pub async fn file_link(
+        &self,
+        session: &Session,
+        id: &str,
+        file: &str,
+    ) -> Result<String, RoomError> {
         let (room, _) = self.as_member(session, id).await?;
         let file = self
             .store
@@ -133,7 +152,9 @@ impl Rooms {
             .await?
             .filter(|f| f.expires_at > unix_now())
             .ok_or(RoomError::NotFound)?;
-        Ok(self.files.path(&stored(&room, &file), Duration::from_secs(60))?)
+        Ok(self
+            .files
+            .path(&stored(&room, &file), Duration::from_secs(60))?)
     }
 
     fn view(&self, room: &Room, file: SharedFile) -> Result<FileView, RoomError> {

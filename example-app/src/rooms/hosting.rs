@@ -42,9 +42,7 @@ impl Rooms {
         let now = unix_now();
         let starts_at = new.starts_at.unwrap_or(now);
         if starts_at > now + MAX_LEAD_SECS {
-            return Err(RoomError::Invalid(
-                "a room starts within a year".to_owned(),
-            ));
+            return Err(RoomError::Invalid("a room starts within a year".to_owned()));
         }
         let host = Member {
             id: user_member_id(&user),
@@ -71,7 +69,9 @@ impl Rooms {
                 return Ok(room);
             }
         }
-        Err(RoomError::Corrupt("three random room ids were taken".to_owned()))
+        Err(RoomError::Corrupt(
+            "three random room ids were taken".to_owned(),
+        ))
     }
 
     /// The open rooms the logged-in user of `session` hosts, latest start first.
@@ -100,7 +100,12 @@ impl Rooms {
     ///
     /// As [`Rooms::as_host`], [`RoomError::Invalid`] for the host themself, or a store
     /// failure.
-    pub async fn remove(&self, session: &Session, id: &str, member: &str) -> Result<bool, RoomError> {
+    pub async fn remove(
+        &self,
+        session: &Session,
+        id: &str,
+        member: &str,
+    ) -> Result<bool, RoomError> {
         let (room, _) = self.as_host(session, id).await?;
         if !is_member_id(member) {
             return Err(RoomError::NotFound);

@@ -166,7 +166,12 @@ impl Rooms {
                 "the link would open after the room is gone".to_owned(),
             ));
         }
-        let mut link = NewLink::new(format!("{TARGET}{}", room.id), starts_at, expires_at, max_uses);
+        let mut link = NewLink::new(
+            format!("{TARGET}{}", room.id),
+            starts_at,
+            expires_at,
+            max_uses,
+        );
         if let Some(name) = new.participant.as_deref().filter(|n| !n.trim().is_empty()) {
             link = link.for_participant(parse_name(name).map_err(RoomError::Invalid)?);
         }
@@ -185,7 +190,11 @@ impl Rooms {
     /// # Errors
     ///
     /// As [`Rooms::as_host`], or a store failure.
-    pub async fn room_links(&self, session: &Session, id: &str) -> Result<Vec<RoomLink>, RoomError> {
+    pub async fn room_links(
+        &self,
+        session: &Session,
+        id: &str,
+    ) -> Result<Vec<RoomLink>, RoomError> {
         let (room, _) = self.as_host(session, id).await?;
         self.links_of(&room).await
     }
@@ -213,7 +222,12 @@ impl Rooms {
     /// # Errors
     ///
     /// As [`Rooms::as_host`], or a store failure.
-    pub async fn revoke_link(&self, session: &Session, id: &str, link: &str) -> Result<bool, RoomError> {
+    pub async fn revoke_link(
+        &self,
+        session: &Session,
+        id: &str,
+        link: &str,
+    ) -> Result<bool, RoomError> {
         let (room, _) = self.as_host(session, id).await?;
         if !self.store.links(&room.id).await?.iter().any(|l| l == link) {
             return Ok(false);

@@ -71,7 +71,11 @@ impl Rooms {
     ///
     /// [`RoomError::NotFound`] for no such room, [`RoomError::NotMember`] for a visitor who
     /// is not (or no longer) a member.
-    pub async fn as_member(&self, session: &Session, id: &str) -> Result<(Room, Member), RoomError> {
+    pub async fn as_member(
+        &self,
+        session: &Session,
+        id: &str,
+    ) -> Result<(Room, Member), RoomError> {
         if !is_room_id(id) {
             return Err(RoomError::NotFound);
         }
@@ -150,7 +154,11 @@ pub fn routes(app: App) -> App {
 /// sweeps on a timer of its own instead, so that its job counters (`/api/jobs/stats`)
 /// count the login's job alone. Sweeping is safe on every server at once.
 pub fn sweep_files(app: App, files: TempFiles) -> App {
-    let period = app.config().files.sweep_interval.max(Duration::from_millis(100));
+    let period = app
+        .config()
+        .files
+        .sweep_interval
+        .max(Duration::from_millis(100));
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);

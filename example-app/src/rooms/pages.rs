@@ -15,9 +15,9 @@ use rondo::{
 use serde::{Deserialize, Serialize};
 
 use super::content::FileView;
+use super::error::RoomError;
 use super::hosting::NewRoom;
 use super::invites::{NewRoomLink, RoomLink};
-use super::error::RoomError;
 use super::model::{utc_iso, utc_text, ChatMessage, Member, Room, CHAT_MAX_CHARS};
 use super::refusal::RefusedPage;
 use super::{live, visitor, Rooms};
@@ -301,7 +301,9 @@ pub async fn room(
         if new_link.is_some() {
             session.remove(NEW_LINK)?;
         }
-        let token = session.csrf_token(&format!("/rooms/{}/links", room.id)).await?;
+        let token = session
+            .csrf_token(&format!("/rooms/{}/links", room.id))
+            .await?;
         (links, new_link, Some(token))
     } else {
         (Vec::new(), None, None)
@@ -366,7 +368,10 @@ pub async fn script() -> (StatusCode, HeaderMap, &'static str) {
 
 /// `GET /static/rooms.css`: the rooms' styles, compiled into the binary.
 pub async fn stylesheet() -> (StatusCode, HeaderMap, &'static str) {
-    asset("text/css; charset=utf-8", include_str!("../../static/rooms.css"))
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../static/rooms.css"),
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> (StatusCode, HeaderMap, &'static str) {

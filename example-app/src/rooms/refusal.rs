@@ -36,7 +36,10 @@ impl RefusedPage {
                 "Not started yet",
                 format!("This room opens to this link at {}.", utc_text(at)),
             ),
-            Refused::Expired => ("This link has expired", "Ask the host for a new one.".into()),
+            Refused::Expired => (
+                "This link has expired",
+                "Ask the host for a new one.".into(),
+            ),
             Refused::Full => (
                 "This room is full",
                 "Every place this link (or the room) has is taken.".into(),
@@ -75,7 +78,11 @@ impl Responder for RefusedPage {
                 "starts_iso": starts_at.map(utc_iso),
                 "starts": starts_at.map(utc_text),
             });
-            (status, self.templates.template("rooms/refused.html", context)).respond(head)
+            (
+                status,
+                self.templates.template("rooms/refused.html", context),
+            )
+                .respond(head)
         } else {
             let mut body = json!({
                 "error": title,

@@ -278,7 +278,13 @@ impl Browser {
 
     /// Waits until `condition` (a script's body returning a boolean; `arguments[0]` is
     /// `arg`) holds in the page, at most `within`; how long that took.
-    pub(crate) async fn wait_until(&self, what: &str, condition: &str, arg: &str, within: Duration) -> Duration {
+    pub(crate) async fn wait_until(
+        &self,
+        what: &str,
+        condition: &str,
+        arg: &str,
+        within: Duration,
+    ) -> Duration {
         let started = Instant::now();
         loop {
             let holds = self
@@ -290,10 +296,7 @@ impl Browser {
             if holds == Some(true) {
                 return started.elapsed();
             }
-            assert!(
-                started.elapsed() < within,
-                "{what}: not within {within:?}"
-            );
+            assert!(started.elapsed() < within, "{what}: not within {within:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

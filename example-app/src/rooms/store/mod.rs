@@ -148,7 +148,10 @@ impl RoomStore {
     }
 
     fn host_key(&self, user_hash: &str) -> Result<String, RoomError> {
-        Ok(format!("{}rooms:host:{user_hash}", self.pool()?.config().prefix))
+        Ok(format!(
+            "{}rooms:host:{user_hash}",
+            self.pool()?.config().prefix
+        ))
     }
 
     /// Runs one command, pipeline or script built by `op` on a pooled connection.

@@ -14,11 +14,7 @@ impl RoomStore {
     /// # Errors
     ///
     /// Redis unreachable.
-    pub async fn add_chat(
-        &self,
-        room: &Room,
-        message: &ChatMessage,
-    ) -> Result<(), RoomError> {
+    pub async fn add_chat(&self, room: &Room, message: &ChatMessage) -> Result<(), RoomError> {
         let keys = self.keys(&room.id)?;
         let mut invocation = self.scripts.chat.prepare_invoke();
         invocation
