@@ -241,6 +241,65 @@ async fn a_guest_joins_by_link_and_the_room_works_across_servers() {
     assert!(keys.len() >= 5, "{keys:?}");
 }
 
+/// A personal invitation binds its participant's name to the visitor who opens it; a `HEAD`
+/// of a link (a link preview) redeems nothing.
+#[tokio::test]
+async fn a_personal_invitation_names_its_guest() {
+    let w = world().await;
+    let mut ann = log_in(&w.a, "Ann").await;
+    let room = open_room(&w.a, &mut ann, 2).await;
+    let invitation = json!({ "participant": "Dana", "max_uses": 1 });
+    let link = make_link(&w.a, &mut ann, &room, invitation).await;
+    let preview =
+        w.b.send(request(
+            "HEAD",
+            &format!("/join/{link}"),
+            &[],
+            String::new(),
+        ))
+        .await;
+    assert_eq!(preview.status, 303);
+    let links = ann
+        .get(&w.a, &format!("/api/rooms/{room}/links"))
+        .await
+        .json();
+    assert_eq!(links[0]["uses"], 0, "{links}");
+    assert_eq!(links[0]["participant"], "Dana");
+
+    let mut dana = Jar::default();
+    assert_eq!(join(&w.b, &mut dana, &link).await.status, 303);
+    let view = dana.get(&w.a, &format!("/api/rooms/{room}")).await.json();
+    assert_eq!(view["me"]["name"], "Dana");
+    let links = ann
+        .get(&w.a, &format!("/api/rooms/{room}/links"))
+        .await
+        .json();
+    assert_eq!(links[0]["uses"], 1, "{links}");
+}
+
+/// Without Redis (sessions in this process's memory) the rooms answer 503 rather than
+/// keep rooms a second server could not see; the rest of the app still works.
+#[tokio::test]
+async fn rooms_need_redis() {
+    let files = FilesDir::new();
+    let text = format!(
+        "[http]\nport = 0\n[session]\nstore = memory\n[files]\ndir = {}\n",
+        files.path().display()
+    );
+    let config = rondo::ConfigLoader::new()
+        .section("example")
+        .parse_str(&text, "memory.ini")
+        .unwrap();
+    let server = start_example(config).await;
+    let mut ann = log_in(&server, "Ann").await;
+    let res = ann
+        .post_json(&server, "/api/rooms", r#"{"title":"x","capacity":1}"#)
+        .await;
+    assert_eq!(res.status, 503, "{}", res.body);
+    assert_eq!(res.header("retry-after"), Some("1"));
+    assert_eq!(ann.get(&server, "/api/basket").await.status, 200);
+}
+
 /// Every way a link turns a visitor away has its status and reason: not open yet (403
 /// with `starts_at` and `Retry-After`; the page counts down), used up and room full (403
 /// `full`), expired (410), withdrawn (410 `revoked`), not a link (404 `invalid`), removed
