@@ -169,6 +169,14 @@ async fn a_guest_joins_by_link_and_the_room_works_across_servers() {
     assert_eq!(view["members"][0]["name"], "Ann");
     assert_eq!(view["channel"], format!("presence-room.{room}"));
 
+    // The room is bound to the guest's session: /rooms lists it.
+    let home = browse(&w.a, &mut guest, "/rooms").await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body.contains(&format!("href=\"/rooms/{room}\"")),
+        "{}",
+        home.body
+    );
     // The same visitor again: let through, no second place used.
     assert_eq!(join(&w.a, &mut guest, &link).await.status, 303);
     let links = ann

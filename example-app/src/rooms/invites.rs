@@ -303,6 +303,7 @@ impl Rooms {
         }
         // New privileges, new session id; the visitor id moves with the data.
         session.regenerate().await?;
+        visitor::bind_room(session, &room.id).await?;
         let member = self.store.member(&room.id, &me).await?.unwrap_or(member);
         tracing::info!(room = %room.id, "a visitor joined by a link");
         Ok(Ok(Admitted { room, member }))

@@ -72,6 +72,8 @@ struct Index {
     #[serde(flatten)]
     chrome: Chrome,
     rooms: Vec<RoomItem>,
+    /// The rooms a link admitted this session to, still there and still a member of.
+    joined: Vec<RoomItem>,
     /// The create form's token, for a logged-in user.
     create: Option<String>,
 }
@@ -82,30 +84,36 @@ struct Index {
 ///
 /// The session or Redis failed.
 pub async fn index(
-    State(rooms): State<Rooms>,
+    State(rooms_state): State<Rooms>,
     State(templates): State<Templates>,
     State(sessions): State<SessionManager>,
     session: Session,
 ) -> Result<Template, RoomError> {
     let chrome = chrome(&session, &sessions).await?;
     let (hosted, create) = if chrome.user.is_some() {
-        let hosted = rooms.hosted(&session).await?;
+        let hosted = rooms_state.hosted(&session).await?;
         (hosted, Some(session.csrf_token("/rooms").await?))
     } else {
         (Vec::new(), None)
     };
-    let rooms = hosted
-        .into_iter()
-        .map(|room| RoomItem {
-            starts: utc_text(room.starts_at),
-            room,
-        })
-        .collect();
+    let item = |room: Room| RoomItem {
+        starts: utc_text(room.starts_at),
+        room,
+    };
+    let rooms = hosted.into_iter().map(item).collect();
+    let mut joined = Vec::new();
+    let bound: Vec<String> = session.get(visitor::JOINED).await?.unwrap_or_default();
+    for id in bound.iter().rev() {
+        if let Ok((room, _)) = rooms_state.as_member(&session, id).await {
+            joined.push(item(room));
+        }
+    }
     Ok(templates.template(
         "rooms/index.html",
         Index {
             chrome,
             rooms,
+            joined,
             create,
         },
     ))

@@ -15,6 +15,31 @@ use super::model::{hex, random_hex};
 
 /// The session key of an anonymous visitor's member id.
 pub const VISITOR: &str = "rooms.visitor";
+/// The session key of the rooms a link admitted this session to (ids, latest last): the
+/// rooms bound to the session, which `/rooms` lists.
+pub const JOINED: &str = "rooms.joined";
+/// At most this many rooms are remembered in [`JOINED`].
+const JOINED_KEEP: usize = 20;
+
+/// Binds room `id` to the session (kept in [`JOINED`], the oldest dropped past 20).
+///
+/// # Errors
+///
+/// The session store failed.
+pub async fn bind_room(session: &Session, id: &str) -> Result<(), SessionError> {
+    let id = id.to_owned();
+    session
+        .update(JOINED, move |rooms: Option<Vec<String>>| {
+            let mut rooms = rooms.unwrap_or_default();
+            rooms.retain(|r| *r != id);
+            rooms.push(id.clone());
+            let excess = rooms.len().saturating_sub(JOINED_KEEP);
+            rooms.drain(..excess);
+            rooms
+        })
+        .await?;
+    Ok(())
+}
 
 /// The logged-in user (the shop's `user`), if any.
 ///
