@@ -103,3 +103,52 @@ impl Responder for RefusedPage {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, Method};
+
+    use super::*;
+
+    #[test]
+    fn each_refusal_has_its_status_and_only_not_started_says_when() {
+        let templates = Templates::from_sources([("rooms/refused.html", "{{ reason }}")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let later = unix_now() + 120;
+        let cases = [
+            (Refused::NotStarted(later), 403),
+            (Refused::Expired, 410),
+            (Refused::Full, 403),
+            (Refused::Revoked, 410),
+            (Refused::Invalid, 404),
+            (Refused::Closed, 410),
+            (Refused::Removed, 403),
+        ];
+        let mut browser = HeaderMap::new();
+        browser.insert("accept", HeaderValue::from_static("text/html"));
+        for head in [
+            RequestHead::new(&Method::GET, &HeaderMap::new()),
+            RequestHead::new(&Method::GET, &browser),
+        ] {
+            for (refused, status) in cases {
+                let page = RefusedPage {
+                    refused,
+                    templates: templates.clone(),
+                };
+                let response = page.respond(&head);
+                assert_eq!(response.status().as_u16(), status, "{refused:?}");
+                let retry = response.headers().get(RETRY_AFTER);
+                match refused {
+                    Refused::NotStarted(_) => {
+                        let wait: u64 = retry
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        assert!((110..=120).contains(&wait), "{wait}");
+                    }
+                    _ => assert!(retry.is_none(), "{refused:?}"),
+                }
+            }
+        }
+    }
+}
