@@ -33,8 +33,9 @@ pub async fn bind_room(session: &Session, id: &str) -> Result<(), SessionError> 
             let mut rooms = rooms.unwrap_or_default();
             rooms.retain(|r| *r != id);
             rooms.push(id.clone());
-            let excess = rooms.len().saturating_sub(JOINED_KEEP);
-            rooms.drain(..excess);
+            while rooms.len() > JOINED_KEEP {
+                rooms.remove(0);
+            }
             rooms
         })
         .await?;
