@@ -22,7 +22,7 @@
 //! - [`api`]: the JSON API; [`pages`]: the HTML pages (`templates/rooms/`, `static/rooms.js`),
 //!   and [`refusal`], the answer to a join link that does not let the visitor in;
 //! - [`live`]: the presence channel's rule and the events broadcast on it;
-//! - [`error`]: [`RoomError`](error::RoomError) and the status each failure answers.
+//! - [`error`]: [`RoomError`] and the status each failure answers.
 
 pub mod api;
 pub mod content;
