@@ -221,7 +221,7 @@ impl Channels {
         if user_id.is_empty() {
             return Err(ChannelError::Invalid("the user id is empty".to_owned()));
         }
-        let frame = super::socket::removed_frame(&name);
+        let frame = Frame::removed(&name);
         self.shared
             .bus
             .publish(name.as_str(), Envelope::eviction(frame, user_id))

@@ -41,17 +41,6 @@ const BATCH: usize = 64;
 /// How long a subscription waits for the bus to deliver the channel here.
 const READY_WAIT: Duration = Duration::from_secs(5);
 
-/// What a socket removed from a channel is told, then and at any later try to join it:
-/// `pusher:subscription_error` with type `Removed` and status 403.
-pub(crate) fn removed_frame(channel: &ChannelName) -> Frame {
-    Frame::subscription_error(
-        channel,
-        "Removed",
-        "you were removed from this channel",
-        403,
-    )
-}
-
 /// `GET {path}/{key}`: the WebSocket handshake. A page of a foreign origin is refused with
 /// 403 before upgrading; every other refusal (unknown key, bad protocol version, too many
 /// connections) upgrades and closes with the protocol's code, which is what pusher-js reads.
@@ -330,7 +319,7 @@ impl Conn {
                 .then(|| Frame::subscription_succeeded(&channel));
         }
         if self.evicted.contains(&channel) {
-            return Some(removed_frame(&channel));
+            return Some(Frame::removed(&channel));
         }
         if self.subscriptions.len() >= self.shared.config.max_channels_per_connection {
             let message = format!(

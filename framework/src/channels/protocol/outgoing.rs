@@ -135,6 +135,18 @@ impl Frame {
         Self::build("pusher_internal:member_removed", Some(channel), &data, None)
     }
 
+    /// What a socket removed from a channel (`Channels::remove_user`) is told, then and at
+    /// any later try to join it: `pusher:subscription_error` with type `Removed` and status
+    /// 403.
+    pub fn removed(channel: &ChannelName) -> Self {
+        Self::subscription_error(
+            channel,
+            "Removed",
+            "you were removed from this channel",
+            403,
+        )
+    }
+
     /// `pusher:subscription_error` on a channel, the shape pusher-js emits itself when its
     /// auth request fails: `{"type":…,"error":…,"status":…}`. Laravel Echo's `.error()`
     /// callback receives it. Use type `"AuthError"` and status 401 for refused signatures.
