@@ -468,20 +468,7 @@ impl PusherClient {
     /// When the authorization is refused.
     pub async fn join(&mut self, server: &TestServer, jar: &mut Jar, channel: &str) -> Received {
         let (status, grant) = authorize(server, jar, &self.socket_id, channel).await;
-        assert_eq!(status, 200, "auth for {channel}: {grant}");
-        let reply = self
-            .subscribe_with(
-                channel,
-                grant["auth"].as_str(),
-                grant["channel_data"].as_str(),
-            )
-            .await
-            .expect("a subscription answer");
-        assert_eq!(
-            reply.event, "pusher_internal:subscription_succeeded",
-            "{reply:?}"
-        );
-        reply
+        self.subscribe_granted(channel, status, &grant).await
     }
 
     /// [`PusherClient::join`] through any server's client and a session cookie.
@@ -496,6 +483,15 @@ impl PusherClient {
         channel: &str,
     ) -> Received {
         let (status, grant) = authorize_with(client, cookie, &self.socket_id, channel).await;
+        self.subscribe_granted(channel, status, &grant).await
+    }
+
+    /// Subscribes `channel` with the answer of `/broadcasting/auth` (`status`, `grant`).
+    ///
+    /// # Panics
+    ///
+    /// When the authorization or the subscription was refused.
+    async fn subscribe_granted(&mut self, channel: &str, status: u16, grant: &Value) -> Received {
         assert_eq!(status, 200, "auth for {channel}: {grant}");
         let reply = self
             .subscribe_with(
